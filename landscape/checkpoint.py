@@ -1,0 +1,118 @@
+"""Self-describing checkpoints: the model's name and arguments, the config, and the weights."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import LandscapeError
+
+FORMAT = "landscape-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    model_name: str,
+    model_args: dict[str, Any],
+    *,
+    config: dict[str, Any] | None = None,
+    epoch: int = 0,
+    metrics: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename), so a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_name": model_name,
+        "model_args": dict(model_args),
+        "config": config or {},
+        "epoch": int(epoch),
+        "metrics": dict(metrics or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    payload.update(extra or {})
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True; a bare state_dict is wrapped as {'state_dict': ...}."""
+    path = Path(path)
+    if not path.exists():
+        raise LandscapeError(f"checkpoint {path} not found: train first or fix the path")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise LandscapeError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return obj
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        return {"state_dict": obj["state_dict"], **{k: v for k, v in obj.items() if k != "state_dict"}}
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"state_dict": obj}
+    raise LandscapeError(f"checkpoint {path} holds no state_dict (got {type(obj).__name__})")
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load weights, turning a key or shape mismatch into one clear line."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"shape mismatch at {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}")
+        raise LandscapeError(
+            f"{where} does not match the model: {'; '.join(parts)}; check model.name and its args"
+        )
+    model.load_state_dict(state)
+
+
+def model_from_checkpoint(
+    path: str | Path,
+    model_name: str | None = None,
+    model_args: dict[str, Any] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes (or the given one, for a bare state_dict) with its weights."""
+    from .models import create_model
+
+    ckpt = load_checkpoint(path)
+    stored = ckpt.get("model_name")
+    if model_name is not None and stored is not None and stored != model_name:
+        raise LandscapeError(
+            f"checkpoint {path} is a {stored!r} but the config asks for model {model_name!r}: "
+            "fix model.name or the checkpoint path"
+        )
+    name = stored or model_name
+    if name is None:
+        raise LandscapeError(f"checkpoint {path} is a bare state_dict: give model.name in the config")
+    args = dict(ckpt.get("model_args") or model_args or {})
+    model = create_model(name, **args)
+    load_state_into(model, ckpt["state_dict"], f"checkpoint {path}")
+    return model, ckpt
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,299 @@
+"""The `landscape` command line: a thin click layer over the library.
+
+Heavy imports (torch, matplotlib, h5py) happen inside the commands so that `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import LandscapeError
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into a one-line message and exit code 1; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LandscapeError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished work is saved; run the same command again to resume",
+                       err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """CONFIG plus the options every config-driven command shares."""
+    options = [
+        click.argument("config", type=click.Path(dir_okay=False)),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config value, e.g. --set train.epochs=10 (repeatable)."),
+        click.option("--profile", default=None, help="Apply a named profile of the config, e.g. quick."),
+        click.option("--run", "runs", multiple=True,
+                     help="Only this run of a figure config (repeatable)."),
+        click.option("--out", default=None, type=click.Path(file_okay=False),
+                     help="Base output folder (default: the config's `out`, normally outputs/)."),
+        click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
+                     help="Device (default: the config's, normally auto = CUDA when present)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _load(config: str, overrides: tuple[str, ...], profile: str | None, out: str | None,
+          device: str | None) -> Any:
+    from .config import load_config
+
+    extra = list(overrides)
+    if out is not None:
+        extra.append(f"out={out}")
+    cfg = load_config(config, extra, profile)
+    if device is not None:
+        cfg.device = device
+    _check_device(cfg.device)
+    return cfg
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise LandscapeError("device 'cuda' requested but no CUDA GPU is available: use --device cpu")
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def _bar_factory(quiet: bool, desc: str) -> Callable[[int, int], Any] | None:
+    if not _show_progress(quiet):
+        return None
+    from tqdm import tqdm
+
+    def make(total: int, initial: int) -> Any:
+        return tqdm(total=total, initial=initial, desc=desc, unit="pt", dynamic_ncols=True)
+
+    return make
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="landscape")
+def main() -> None:
+    """Visualize neural-network loss landscapes (Li et al., NeurIPS 2018).
+
+    \b
+    Typical use:
+      landscape reproduce configs/quickstart.yaml   # train, surface, plots, comparison
+      landscape train CONFIG; landscape surface CONFIG; landscape plot FILE.h5
+    """
+
+
+@main.command()
+def models() -> None:
+    """List the registered networks with their family and parameter count (10 classes, RGB).
+
+    Example: landscape models
+    """
+    from .models import count_parameters, create_model, list_models, model_family
+
+    click.echo(f"{'name':<20} {'family':<10} {'parameters':>12}")
+    for name in list_models():
+        n = count_parameters(create_model(name, num_classes=10, in_channels=3))
+        click.echo(f"{name:<20} {model_family(name):<10} {n:>12,}")
+
+
+@main.command()
+@_config_options
+@click.option("--overwrite", is_flag=True, help="Discard earlier checkpoints of this run and start afresh.")
+@_fail_cleanly
+def train(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
+          out: str | None, device: str | None, quiet: bool, overwrite: bool) -> None:
+    """Train the network(s) of CONFIG; an interrupted run resumes when run again.
+
+    Example: landscape train configs/quickstart.yaml --set train.epochs=5
+    """
+    from .config import select_runs
+    from .train import train as train_run
+
+    cfg = _load(config, overrides, profile, out, device)
+    for run in select_runs(cfg, runs):
+        path = train_run(run, progress=_show_progress(quiet), log=_echo, overwrite=overwrite)
+        click.echo(str(path))
+
+
+@main.command()
+@_config_options
+@click.option("--overwrite", is_flag=True, help="Start the surface afresh instead of resuming.")
+@click.option("--launcher", type=click.Choice(["none", "torchrun"]), default="none",
+              help="torchrun: join the process group torchrun set up and share the grid.")
+@_fail_cleanly
+def surface(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
+            out: str | None, device: str | None, quiet: bool, overwrite: bool, launcher: str) -> None:
+    """Compute the loss surface of CONFIG's trained checkpoint into an HDF5 file (resumable).
+
+    Example: landscape surface configs/quickstart.yaml --set surface.x=[-1,1,11]
+    """
+    from .config import select_runs
+    from .surface import compute_surface
+
+    cfg = _load(config, overrides, profile, out, device)
+    with _process_group(launcher, cfg.device) as dist_info:
+        for run in select_runs(cfg, runs):
+            bar = _bar_factory(quiet, f"surface {run.run or run.name}")
+            path = compute_surface(run, overwrite=overwrite, progress=bar, dist_info=dist_info)
+            if dist_info.rank == 0:
+                click.echo(str(path))
+
+
+class _process_group:
+    """Join torch.distributed when launched by torchrun (gloo on CPU, nccl on GPU)."""
+
+    def __init__(self, launcher: str, device: str):
+        self.launcher, self.device = launcher, device
+
+    def __enter__(self) -> Any:
+        import os
+
+        from .surface import Distributed
+
+        if self.launcher != "torchrun" and "LOCAL_RANK" not in os.environ:
+            return Distributed()
+        import torch
+        import torch.distributed as dist
+
+        if "RANK" not in os.environ:
+            raise LandscapeError("--launcher torchrun: no RANK in the environment; start with "
+                                 "torchrun --nproc-per-node N -m landscape surface CONFIG")
+        use_cuda = self.device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        return Distributed(dist.get_rank(), dist.get_world_size())
+
+    def __exit__(self, *exc: object) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+_KIND_HELP = "Plot kinds: contour, contourf, heatmap, surface3d (2D), line (1D); repeatable."
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--kinds", "kinds", multiple=True, help=_KIND_HELP)
+@click.option("--metric", default=None, help="train_loss, test_loss, train_acc, test_acc, ...")
+@click.option("--vmin", type=float, default=None)
+@click.option("--vmax", type=float, default=None)
+@click.option("--levels", type=int, default=None, help="Number of contour levels.")
+@click.option("--log", "log_scale", is_flag=True, help="Log10 color/height scale.")
+@click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png")
+@click.option("--dpi", type=int, default=150)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the figures (default: beside the file).")
+@_fail_cleanly
+def plot(files: tuple[str, ...], kinds: tuple[str, ...], metric: str | None, vmin: float | None,
+         vmax: float | None, levels: int | None, log_scale: bool, fmt: str, dpi: int,
+         out_dir: str | None) -> None:
+    """Draw figures of surface FILES (ours or the original code's HDF5 files).
+
+    Example: landscape plot outputs/quickstart/resnet56/surface.h5 --kinds contour --kinds surface3d
+    """
+    from .plot import plot_file
+
+    for f in files:
+        for p in plot_file(f, kinds=list(kinds) or None, metric=metric, out_dir=out_dir, fmt=fmt,
+                           dpi=dpi, vmin=vmin, vmax=vmax, levels=levels, log=log_scale):
+            click.echo(str(p))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--titles", default=None, help="Comma-separated panel titles.")
+@click.option("--kinds", "kinds", multiple=True, help=_KIND_HELP + " Default: contour and surface3d.")
+@click.option("--metric", default=None)
+@click.option("--vmin", type=float, default=None)
+@click.option("--vmax", type=float, default=None)
+@click.option("--levels", type=int, default=None)
+@click.option("--log", "log_scale", is_flag=True)
+@click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png")
+@click.option("--dpi", type=int, default=150)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="outputs/compare.png",
+              show_default=True, help="Figure path; the kind is added before the suffix.")
+@_fail_cleanly
+def compare(files: tuple[str, ...], titles: str | None, kinds: tuple[str, ...], metric: str | None,
+            vmin: float | None, vmax: float | None, levels: int | None, log_scale: bool, fmt: str,
+            dpi: int, out_path: str) -> None:
+    """Draw surfaces side by side on one color scale and shared contour levels.
+
+    Example: landscape compare a.h5 b.h5 --titles "ResNet-56,ResNet-56 no skip"
+    """
+    from .pipeline import compare_figures
+
+    names = [t.strip() for t in titles.split(",")] if titles else None
+    for p in compare_figures(list(files), names, list(kinds) or None, metric, out_path, fmt, dpi,
+                             vmin=vmin, vmax=vmax, levels=levels, log=log_scale):
+        click.echo(str(p))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["vtp", "csv", "npz"]), required=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--metric", default=None)
+@click.option("--log", "log_scale", is_flag=True, help="VTP: log(value + 0.1) heights.")
+@click.option("--zmax", type=float, default=None, help="VTP: clip heights above this value.")
+@_fail_cleanly
+def export(file: str, fmt: str, out_path: str | None, metric: str | None, log_scale: bool,
+           zmax: float | None) -> None:
+    """Export a surface as VTK PolyData (ParaView), CSV or NPZ.
+
+    Example: landscape export surface.h5 --format vtp --log --zmax 10
+    """
+    from .export import export_surface
+
+    click.echo(str(export_surface(file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax)))
+
+
+@main.command()
+@_config_options
+@_fail_cleanly
+def reproduce(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
+              out: str | None, device: str | None, quiet: bool) -> None:
+    """Run a figure config end to end: train, surface, plots and the comparison figure.
+
+    Finished stages are skipped and interrupted ones resume when run again.
+
+    Example: landscape reproduce configs/paper/fig5_resnet_depth.yaml --profile quick
+    """
+    from .pipeline import reproduce as run_pipeline
+
+    cfg = _load(config, overrides, profile, out, device)
+    figures = run_pipeline(cfg, runs=runs, progress=_show_progress(quiet), log=_echo,
+                           bar_factory=lambda desc: _bar_factory(quiet, desc))
+    click.echo("figures:")
+    for p in figures:
+        click.echo(f"  {p}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,434 @@
+"""Typed experiment configs: YAML (safe_load) into dataclasses, with --set overrides and profiles."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, closest
+
+LOSSES = ("crossentropy", "mse")
+NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
+PRECISIONS = ("float32", "bf16", "fp16")
+
+
+def _choice(value: str, choices: tuple[str, ...], key: str) -> None:
+    if value not in choices:
+        near = closest(value, choices)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise ConfigError(f"{value!r} is not one of {', '.join(choices)}{hint}", key=key)
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build: a registered name or 'pkg.module:function', with its arguments."""
+
+    name: str = "resnet20"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Which data set, where it lives, and how it is cut and resized."""
+
+    name: str = "digits"
+    root: str = "data"
+    download: bool = False
+    subset: int | None = None
+    test_subset: int | None = None
+    resize: int | None = None
+    augment: bool = True
+    seed: int = 0
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, key: str) -> None:
+        for name in ("subset", "test_subset", "resize"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"must be a positive integer, got {v}", key=f"{key}.{name}")
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe; defaults follow the paper (SGD-Nesterov, lr 0.1, 300 epochs)."""
+
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "step"
+    milestones: list[int] = field(default_factory=lambda: [150, 225, 275])
+    gamma: float = 0.1
+    save_every: int = 10
+    seed: int = 0
+    workers: int = 0
+
+    def validate(self, key: str) -> None:
+        _choice(self.optimizer, ("sgd", "adam"), f"{key}.optimizer")
+        _choice(self.schedule, ("step", "cosine", "constant"), f"{key}.schedule")
+        for name in ("epochs", "batch_size", "save_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(
+                    f"must be a positive integer, got {getattr(self, name)}", key=f"{key}.{name}"
+                )
+        if self.lr <= 0:
+            raise ConfigError(f"must be positive, got {self.lr}", key=f"{key}.lr")
+        if self.workers < 0:
+            raise ConfigError(f"must be >= 0, got {self.workers}", key=f"{key}.workers")
+
+
+@dataclass
+class DirectionConfig:
+    """How the plotting directions are made and normalized."""
+
+    kind: str = "random"
+    norm: str = "filter"
+    ignore: str = "biasbn"
+    dir_type: str = "weights"
+    seed: int = 0
+    orthogonalize: bool = False
+    checkpoints: list[str] = field(default_factory=list)
+
+    def validate(self, key: str) -> None:
+        _choice(self.kind, ("random", "line", "plane"), f"{key}.kind")
+        _choice(self.norm, NORMS, f"{key}.norm")
+        _choice(self.ignore, ("biasbn", "none"), f"{key}.ignore")
+        _choice(self.dir_type, ("weights", "states"), f"{key}.dir_type")
+        need = {"random": 0, "line": 2, "plane": 3}[self.kind]
+        if len(self.checkpoints) != need:
+            raise ConfigError(
+                f"kind {self.kind!r} needs {need} checkpoint paths, got {len(self.checkpoints)}",
+                key=f"{key}.checkpoints",
+            )
+
+
+@dataclass
+class SurfaceConfig:
+    """The grid, the data it is evaluated on, and how."""
+
+    x: list[float] = field(default_factory=lambda: [-1.0, 1.0, 51])
+    y: list[float] | None = field(default_factory=lambda: [-1.0, 1.0, 51])
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    loss: str = "crossentropy"
+    samples: int | None = None
+    batch_size: int = 1000
+    bn: str = "eval"
+    bn_samples: int = 1000
+    precision: str = "float32"
+    repeats: int = 1
+    flush_seconds: float = 5.0
+    directions: DirectionConfig = field(default_factory=DirectionConfig)
+
+    def validate(self, key: str) -> None:
+        for axis in ("x", "y"):
+            spec = getattr(self, axis)
+            if spec is None:
+                if axis == "x":
+                    raise ConfigError("is required: [min, max, num]", key=f"{key}.x")
+                continue
+            if len(spec) != 3:
+                raise ConfigError(
+                    f"expected 3 numbers [min, max, num], got {spec}", key=f"{key}.{axis}"
+                )
+            lo, hi, num = spec
+            if int(num) != num or num < 1:
+                raise ConfigError(
+                    f"num (the third number) must be a positive integer, got {num}",
+                    key=f"{key}.{axis}",
+                )
+            if lo > hi or (lo == hi and num > 1):
+                raise ConfigError(f"min {lo} must be below max {hi}", key=f"{key}.{axis}")
+        for s in self.splits:
+            _choice(s, ("train", "test"), f"{key}.splits")
+        if not self.splits:
+            raise ConfigError("needs at least one of train, test", key=f"{key}.splits")
+        _choice(self.loss, LOSSES, f"{key}.loss")
+        _choice(self.bn, ("eval", "recompute"), f"{key}.bn")
+        _choice(self.precision, PRECISIONS, f"{key}.precision")
+        for name in ("samples", "batch_size", "bn_samples", "repeats"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"must be a positive integer, got {v}", key=f"{key}.{name}")
+        if self.directions.kind == "line" and self.y is not None:
+            raise ConfigError(
+                "a line between two checkpoints is 1D: set surface.y to null", key=f"{key}.y"
+            )
+        self.directions.validate(f"{key}.directions")
+
+
+@dataclass
+class PlotConfig:
+    """Which figures to draw and how."""
+
+    kinds: list[str] | None = None
+    metric: str | None = None
+    vmin: float | None = None
+    vmax: float | None = None
+    levels: int | None = None
+    log: bool = False
+    format: str = "png"
+    dpi: int = 150
+
+    def validate(self, key: str) -> None:
+        _choice(self.format, ("png", "pdf", "svg"), f"{key}.format")
+
+
+@dataclass
+class CompareConfig:
+    """The side-by-side figure over all runs of a config."""
+
+    kinds: list[str] = field(default_factory=lambda: ["contour", "surface3d"])
+    metric: str | None = None
+    titles: list[str] | None = None
+    vmin: float | None = None
+    vmax: float | None = None
+    levels: int | None = None
+
+
+@dataclass
+class Config:
+    """One experiment: a model on a data set, trained, then its landscape computed and drawn.
+
+    A figure config may list several `runs`, each a partial config merged over this one.
+    """
+
+    name: str = "experiment"
+    out: str = "outputs"
+    device: str = "auto"
+    checkpoint: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    surface: SurfaceConfig = field(default_factory=SurfaceConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run: str | None = None  # set on each expanded run
+    source: str | None = None  # the file the config came from
+
+    def validate(self, key: str) -> None:
+        _choice(self.device, ("auto", "cpu", "cuda"), f"{key}device".lstrip("."))
+        self.data.validate("data")
+        self.train.validate("train")
+        self.surface.validate("surface")
+        self.plot.validate("plot")
+
+    @property
+    def run_dir(self) -> Path:
+        """Where this run writes: out/NAME, or out/NAME/RUN for a run of a figure config."""
+        base = Path(self.out) / self.name
+        return base / self.run if self.run else base
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def final_checkpoint(self) -> Path:
+        """The checkpoint the surface is computed at: a given one, or this run's final one."""
+        return Path(self.checkpoint) if self.checkpoint else self.checkpoint_dir / "final.pt"
+
+    @property
+    def surface_path(self) -> Path:
+        return self.run_dir / "surface.h5"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("runs", "profiles", "source"):
+            d.pop(k)
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_config(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    profile: str | None = None,
+) -> Config:
+    """Read a YAML config, apply a profile and `key.path=value` overrides, and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("no such config file", file=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"invalid YAML{where}: {getattr(e, 'problem', e)}", file=str(path)) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping of keys at the top level", file=str(path))
+    return config_from_dict(raw, overrides=overrides, profile=profile, file=str(path))
+
+
+def config_from_dict(
+    raw: dict[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    profile: str | None = None,
+    file: str | None = None,
+) -> Config:
+    """Build and validate a Config from a plain dict (as read from YAML)."""
+    raw = copy.deepcopy(raw)
+    raw.setdefault("name", Path(file).stem if file else "experiment")
+    if profile is not None:
+        profiles = raw.get("profiles") or {}
+        if profile not in profiles:
+            near = closest(profile, profiles)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            have = ", ".join(profiles) or "none"
+            raise ConfigError(
+                f"no profile {profile!r}{hint}; this file has: {have}", file=file, key="profiles"
+            )
+        raw = deep_merge(raw, profiles[profile])
+    for item in overrides:
+        raw = apply_override(raw, item, file=file)
+    try:
+        cfg = _build(Config, raw, "")
+        cfg.source = file
+        cfg.validate("")
+        for i, run in enumerate(cfg.runs):
+            if not isinstance(run, dict) or "name" not in run:
+                raise ConfigError("each run needs a 'name'", key=f"runs[{i}]")
+        for run in expand_runs(cfg):
+            run.validate("")
+    except ConfigError as e:
+        if e.file is None and file is not None:
+            raise ConfigError(str(e), file=file) from None
+        raise
+    return cfg
+
+
+def expand_runs(cfg: Config) -> list[Config]:
+    """The runs of a figure config, each a full Config; a config without runs is its own run."""
+    if not cfg.runs:
+        return [cfg]
+    base = cfg.to_dict()
+    out = []
+    for i, run in enumerate(cfg.runs):
+        merged = deep_merge(base, {k: v for k, v in run.items() if k != "name"})
+        merged["run"] = str(run["name"])
+        try:
+            r = _build(Config, merged, "")
+        except ConfigError as e:
+            raise ConfigError(str(e).replace(": ", f" (in runs[{i}]): ", 1), file=cfg.source) from None
+        r.source = cfg.source
+        out.append(r)
+    return out
+
+
+def select_runs(cfg: Config, names: tuple[str, ...] | list[str] = ()) -> list[Config]:
+    """The expanded runs, restricted to `names` when given."""
+    runs = expand_runs(cfg)
+    if not names:
+        return runs
+    have = [r.run or r.name for r in runs]
+    for n in names:
+        if n not in have:
+            near = closest(n, have)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ConfigError(f"no run {n!r}{hint}; runs are: {', '.join(have)}", file=cfg.source)
+    return [r for r in runs if (r.run or r.name) in names]
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`; nested mappings merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("args",):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def apply_override(raw: dict[str, Any], item: str, file: str | None = None) -> dict[str, Any]:
+    """Apply one `dotted.key=value` (value parsed as YAML) to a raw config dict."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key.path=value, got {item!r}", file=file)
+    key, _, text = item.partition("=")
+    key = key.strip()
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"cannot parse value {text!r}", file=file, key=key) from None
+    out = copy.deepcopy(raw)
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if not isinstance(node.get(p, {}), dict):
+            raise ConfigError(f"{p!r} is not a section", file=file, key=key)
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    """Instantiate dataclass `cls` from `data`, checking keys and types with dotted-path errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {data!r}", key=key or None)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        sub = f"{key}.{k}" if key else str(k)
+        if k not in fields:
+            near = closest(str(k), fields)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"unknown key{hint}", key=sub)
+        kwargs[k] = _coerce(hints[k], v, sub)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, key)
+    if tp is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"expected a list, got {value!r}", key=key)
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a mapping, got {value!r}", key=key)
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected true or false, got {value!r}", key=key)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"expected an integer, got {value!r}", key=key)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"expected a number, got {value!r}", key=key)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {value!r}", key=key)
+        return value
+    return value

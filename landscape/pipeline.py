@@ -1,0 +1,88 @@
+"""End-to-end runs of a figure config: train, surface, plots, and the side-by-side comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Config, select_runs
+
+
+def compare_figures(
+    files: Sequence[str | Path],
+    titles: Sequence[str] | None,
+    kinds: Sequence[str] | None,
+    metric: str | None,
+    out_path: str | Path,
+    fmt: str | None = None,
+    dpi: int = 150,
+    **style: Any,
+) -> list[Path]:
+    """One side-by-side figure per kind, panels on a shared scale; returns the written paths."""
+    from .errors import LandscapeError
+    from .plot import plot_compare, save_figure
+    from .storage import read_surface
+
+    surfs = [read_surface(f) for f in files]
+    if titles is not None and len(titles) != len(surfs):
+        raise LandscapeError(f"--titles has {len(titles)} names for {len(surfs)} files")
+    names = list(titles) if titles else [s.attrs.get("title") or Path(s.path or "").stem for s in surfs]
+    if kinds is None:
+        kinds = ["contour", "surface3d"] if surfs[0].ndim == 2 else ["line"]
+    out_path = Path(out_path)
+    suffix = f".{fmt}" if fmt else (out_path.suffix or ".png")
+    written = []
+    for kind in kinds:
+        fig = plot_compare(surfs, kind=kind, metric=metric, titles=names, **style)
+        target = out_path.with_name(f"{out_path.stem}_{kind}{suffix}")
+        written.append(save_figure(fig, target, dpi=dpi))
+    return written
+
+
+def reproduce(
+    cfg: Config,
+    *,
+    runs: Sequence[str] = (),
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    bar_factory: Callable[[str], Any] | None = None,
+) -> list[Path]:
+    """Train (or reuse) each run's checkpoint, compute its surface, plot it, then compare all runs.
+
+    Every stage skips finished work and resumes unfinished work, so running it again is cheap.
+    """
+    from .plot import plot_file
+    from .surface import compute_surface
+    from .train import train
+
+    log = log or (lambda s: None)
+    figures: list[Path] = []
+    surfaces: list[Path] = []
+    selected = select_runs(cfg, runs)
+    for run in selected:
+        label = run.run or run.name
+        if run.checkpoint is None:
+            log(f"[{label}] training")
+            train(run, progress=progress, log=log)
+        log(f"[{label}] surface")
+        bar = bar_factory(f"surface {label}") if bar_factory else None
+        path = compute_surface(run, progress=bar)
+        surfaces.append(path)
+        log(f"[{label}] plots")
+        p = run.plot
+        figures += plot_file(path, kinds=p.kinds, metric=p.metric, out_dir=run.run_dir / "figures",
+                             fmt=p.format, dpi=p.dpi, vmin=p.vmin, vmax=p.vmax, levels=p.levels,
+                             log=p.log)
+    if len(surfaces) > 1:
+        c = cfg.compare
+        base = Path(cfg.out) / cfg.name
+        metric = c.metric or cfg.plot.metric or _default_metric(cfg)
+        figures += compare_figures(surfaces, c.titles, c.kinds, metric,
+                                   base / f"compare_{metric}.{cfg.plot.format}", dpi=cfg.plot.dpi,
+                                   vmin=c.vmin, vmax=c.vmax, levels=c.levels)
+    return figures
+
+
+def _default_metric(cfg: Config) -> str:
+    return f"{cfg.surface.splits[0]}_loss"

@@ -1,0 +1,641 @@
+"""Figures of loss surfaces: contours, heat maps, 3D surfaces, 1D curves, comparisons, paths.
+
+Every function returns a `matplotlib.figure.Figure` built without pyplot, so drawing works
+headless and never touches a GUI backend; `save_figure` writes one to disk.  This is the only
+module of landscape that imports matplotlib.
+
+Colour range defaults (all values in the metric's own units; with `log` they are mapped by
+log10 like the data):
+
+* vmin: the smallest finite value.
+* vmax: the largest finite value; for a loss (without `log`) capped at
+  ``min + 4 * (median - min)`` so that a few diverged points do not flatten the basin.
+  (The paper fixed vmax = 10 for CIFAR-10 losses, about four times the chance-level loss;
+  the cap is the same idea measured on the data.)
+* levels: 30 evenly spaced between vmin and vmax.
+
+Non-finite values (NaN: not computed, inf: diverged) are masked and drawn as gaps.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .errors import LandscapeError, unknown_name_message
+from .export import pick_metric
+from .storage import SurfaceData, read_surface
+
+KINDS_2D = ("contour", "contourf", "heatmap", "surface3d")
+KINDS_1D = ("line",)
+FIG_FORMATS = ("png", "pdf", "svg")
+CMAP = "viridis"
+DEFAULT_LEVELS = 30
+# Sizes that stay readable when a figure is shrunk to one column of a paper.
+_STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+}
+# How far above the minimum, in multiples of (median - minimum), the default loss scale reaches.
+_ROBUST_SPAN = 4.0
+
+Levels = int | Sequence[float] | None
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _styled(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Draw under the module's font sizes without changing the caller's rcParams."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.rc_context(_STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------- public figures
+
+
+@_styled
+def plot_surface(
+    surf: SurfaceData,
+    kind: str,
+    metric: str | None = None,
+    *,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    levels: Levels = None,
+    log: bool = False,
+    title: str | None = None,
+    repeat: int = 0,
+) -> Figure:
+    """One figure of one surface: a 2D kind of KINDS_2D, or "line" for a 1D surface.
+
+    For "line", no `metric` draws every loss (left axis) and accuracy (right axis); a 1D
+    surface with several direction draws shows all of them (see `plot_repeats`).  A 2D surface
+    with several draws shows draw `repeat`.
+    """
+    _check_kind(kind, surf.ndim)
+    if surf.ndim == 1:
+        if surf.repeats > 1:
+            return plot_repeats(surf, metric, vmin=vmin, vmax=vmax, log=log, title=title)
+        return _plot_line(surf, metric, vmin, vmax, log, title)
+
+    one = surf.repeat(repeat)
+    name = pick_metric(one, metric)
+    label = metric_label(name, log)
+    z = _values(one, name, log)
+    lo, hi = _color_range(z.compressed(), name, log, vmin, vmax, where=surf.path)
+    lev = _levels(levels, lo, hi, log)
+    ext = _extend(z, lo, hi)
+
+    fig = Figure(figsize=(6.4, 5.0) if kind == "surface3d" else (5.6, 4.6), layout="constrained")
+    ax = _new_axes(fig, kind, 1, 0)
+    mappable = _draw_2d(ax, kind, one, z, lo, hi, lev, ext, label)
+    if kind != "contour":
+        _colorbar(fig, mappable, [ax], label, kind, ext)
+    if title is None:
+        title = f"{surface_name(surf)}: {label}"
+        if surf.repeats > 1:
+            title += f" (draw {repeat + 1} of {surf.repeats})"
+    ax.set_title(title)
+    return fig
+
+
+@_styled
+def plot_repeats(
+    surf: SurfaceData,
+    metric: str | None = None,
+    *,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    log: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """The curves of all direction draws of a 1D surface on one axis, with their median."""
+    if surf.ndim != 1:
+        raise LandscapeError(
+            f"{surf.path}: plot_repeats draws 1D surfaces; plot one draw of a 2D surface with "
+            "plot_surface(..., repeat=k)"
+        )
+    name = pick_metric(surf, metric)
+    vals = np.asarray(surf.metrics[name], dtype=np.float64)
+    if surf.repeats == 1:
+        vals = vals[None]
+    vals = np.where(np.isfinite(vals), vals, np.nan)  # (K, nx); gaps where not finite
+    k = len(vals)
+
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps[CMAP]
+    for i, row in enumerate(vals):
+        # Per-draw labels only while the legend stays short.
+        ax.plot(surf.x, row, lw=0.9, alpha=0.75, color=cmap(i / max(k - 1, 1) * 0.9),
+                label=f"draw {i + 1}" if k <= 8 else None)
+    with warnings.catch_warnings():
+        # Columns where no draw is finite give NaN in the median, which is what we want.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(vals, axis=0)
+    ax.plot(surf.x, med, color="black", lw=2.0, label=f"median of {k} draws")
+    _limit_y(ax, vals, name, log, vmin, vmax)
+    ax.set_xlabel(surf.axis_label(0))
+    ax.set_ylabel(metric_label(name))
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    ax.set_title(title if title is not None else f"{surface_name(surf)}: {k} direction draws")
+    return fig
+
+
+@_styled
+def plot_compare(
+    surfs: Sequence[SurfaceData],
+    kind: str | None = None,
+    metric: str | None = None,
+    titles: Sequence[str] | None = None,
+    *,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    levels: Levels = None,
+    log: bool = False,
+    repeat: int = 0,
+) -> Figure:
+    """Surfaces side by side on one colour scale and the same contour levels.
+
+    `kind` defaults to "contour" for 2D and "line" for 1D surfaces; 1D surfaces are drawn as
+    curves on one axis.  Surfaces with several direction draws contribute draw `repeat`.
+    """
+    if not surfs:
+        raise LandscapeError("plot_compare needs at least one surface")
+    dims = {s.ndim for s in surfs}
+    if len(dims) > 1:
+        which = ", ".join(f"{surface_name(s)} is {s.ndim}D" for s in surfs)
+        raise LandscapeError(f"cannot compare 1D with 2D surfaces ({which}); pick one kind")
+    ndim = dims.pop()
+    kind = kind or ("contour" if ndim == 2 else "line")
+    _check_kind(kind, ndim)
+    if titles is None:
+        titles = [surface_name(s) for s in surfs]
+    elif len(titles) != len(surfs):
+        raise LandscapeError(f"got {len(titles)} titles for {len(surfs)} surfaces; give one each")
+    ones = [s.repeat(repeat) if s.repeats > 1 else s for s in surfs]
+    name = pick_metric(ones[0], metric)
+    for s in ones[1:]:
+        pick_metric(s, name)  # every surface must hold the metric; the error names the file
+    label = metric_label(name, log)
+
+    if ndim == 1:
+        fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+        ax = fig.add_subplot()
+        curves = []
+        for s, t in zip(ones, titles, strict=True):
+            v = np.asarray(s.metrics[name], dtype=np.float64)
+            v = np.where(np.isfinite(v), v, np.nan)
+            curves.append(v)
+            ax.plot(s.x, v, lw=1.5, label=t)
+        _limit_y(ax, np.concatenate(curves), name, log, vmin, vmax)
+        ax.set_xlabel(ones[0].axis_label(0))
+        ax.set_ylabel(metric_label(name))
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
+        ax.set_title(label)
+        return fig
+
+    zs = [_values(s, name, log) for s in ones]
+    union = np.concatenate([z.compressed() for z in zs])
+    lo, hi = _color_range(union, name, log, vmin, vmax, where="the compared surfaces")
+    lev = _levels(levels, lo, hi, log)
+    ext = _extend(np.ma.concatenate([z.ravel() for z in zs]), lo, hi)
+
+    n = len(ones)
+    fig = Figure(figsize=(4.4 * n + 1.2, 4.4), layout="constrained")
+    axes: list[Axes] = []
+    mappables = []
+    for i, (s, z, t) in enumerate(zip(ones, zs, titles, strict=True)):
+        ax = _new_axes(fig, kind, n, i)
+        mappables.append(_draw_2d(ax, kind, s, z, lo, hi, lev, ext, label))
+        ax.set_title(t)
+        axes.append(ax)
+    if kind != "contour":
+        # Every panel uses the same norm and levels, so one colour bar describes all of them.
+        _colorbar(fig, mappables[0], axes, label, kind, ext)
+    else:
+        fig.suptitle(label)
+    return fig
+
+
+@_styled
+def plot_trajectory(
+    surf: SurfaceData,
+    path_xy: np.ndarray,
+    epochs: Sequence[int] | None = None,
+    metric: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    *,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    levels: Levels = None,
+    log: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """Loss contours of a plane with the optimizer's path (n points in plane coordinates) on top."""
+    if surf.ndim != 2:
+        raise LandscapeError(f"{surf.path}: a trajectory is drawn over a 2D surface, this is 1D")
+    p = np.asarray(path_xy, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 2 or len(p) == 0:
+        raise LandscapeError(f"path_xy must have shape (n, 2) with n >= 1, got {p.shape}")
+    if epochs is not None and len(epochs) != len(p):
+        raise LandscapeError(f"got {len(epochs)} epochs for {len(p)} path points; give one each")
+    one = surf.repeat(0) if surf.repeats > 1 else surf
+    name = pick_metric(one, metric)
+    label = metric_label(name, log)
+    z = _values(one, name, log)
+    lo, hi = _color_range(z.compressed(), name, log, vmin, vmax, where=surf.path)
+    lev = _levels(levels, lo, hi, log)
+
+    fig = Figure(figsize=(5.8, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    # The path's own end marker stands for the trained model, so no separate origin marker.
+    _draw_2d(ax, "contour", one, z, lo, hi, lev, "neither", label, mark_origin=False)
+    ax.plot(p[:, 0], p[:, 1], "-o", color="C3", lw=1.5, ms=3, label="optimizer path", zorder=4)
+    ax.plot(p[0, 0], p[0, 1], "o", ms=9, color="white", mec="black", label="start", zorder=5)
+    ax.plot(p[-1, 0], p[-1, 1], "*", ms=14, color="C3", mec="black", label="end", zorder=5)
+    if epochs is not None:
+        # A handful of evenly spaced labels; one per point would be unreadable.
+        for i in np.unique(np.linspace(0, len(p) - 1, min(len(p), 6)).round().astype(int)):
+            ax.annotate(str(epochs[i]), (p[i, 0], p[i, 1]), textcoords="offset points",
+                        xytext=(5, 5), fontsize=8, zorder=6)
+    ax.set_xlabel(xlabel if xlabel is not None else one.axis_label(0))
+    ax.set_ylabel(ylabel if ylabel is not None else one.axis_label(1))
+    ax.legend(loc="best")
+    ax.set_title(title if title is not None else f"{surface_name(surf)}: {label}")
+    return fig
+
+
+@_styled
+def plot_heatmap_array(
+    x: np.ndarray,
+    y: np.ndarray,
+    values: np.ndarray,
+    title: str,
+    cbar_label: str,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    *,
+    xlabel: str = "direction 1",
+    ylabel: str = "direction 2",
+) -> Figure:
+    """A heat map of any [iy, ix] array on the grid (e.g. Hessian |lambda_min / lambda_max|)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    v = np.ma.masked_invalid(np.asarray(values, dtype=np.float64))
+    if v.shape != (len(y), len(x)):
+        raise LandscapeError(
+            f"values have shape {v.shape}, expected (len(y), len(x)) = ({len(y)}, {len(x)})"
+        )
+    fig = Figure(figsize=(5.6, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    mesh = ax.pcolormesh(x, y, v, shading="nearest", cmap=CMAP, vmin=vmin, vmax=vmax)
+    fig.colorbar(mesh, ax=ax, label=cbar_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _set_aspect(ax, x, y)
+    ax.set_title(title)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int = 150) -> Path:
+    """Write `fig` as png, pdf or svg (from `fmt` or the suffix) and close it; returns the path.
+
+    A suffix that is not a figure format (e.g. "run_lr=0.1") gets ".<fmt>" appended.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if fmt is None:
+        fmt = suffix
+        if fmt not in FIG_FORMATS:
+            raise LandscapeError(
+                f"{path}: cannot tell the figure format from the suffix; end the name in "
+                f"{', '.join('.' + f for f in FIG_FORMATS)} or pass fmt"
+            )
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in FIG_FORMATS:
+        raise LandscapeError(unknown_name_message("figure format", fmt, FIG_FORMATS))
+    if suffix in FIG_FORMATS and suffix != fmt:
+        raise LandscapeError(f"{path}: suffix .{suffix} does not match format {fmt!r}; make them agree")
+    if suffix != fmt:
+        path = path.with_name(f"{path.name}.{fmt}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=fmt, dpi=dpi)
+    # Our figures are not registered with pyplot and are freed when dropped; one made through
+    # pyplot is held by it until closed.
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None and getattr(fig.canvas, "manager", None) is not None:
+        pyplot.close(fig)
+    return path
+
+
+def plot_file(
+    path: str | Path,
+    kinds: Sequence[str] | None = None,
+    metric: str | None = None,
+    out_dir: str | Path | None = None,
+    fmt: str = "png",
+    dpi: int = 150,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    levels: Levels = None,
+    log: bool = False,
+) -> list[Path]:
+    """Draw the requested kinds of the surface in `path`; returns the written files.
+
+    Files are named `<stem>_<metric>_<kind>.<fmt>`; a 2D file with several direction draws gets
+    one figure per draw, `..._r<k>.<fmt>`; a 1D "line" of all metrics uses "all" as the metric.
+    """
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in FIG_FORMATS:
+        raise LandscapeError(unknown_name_message("figure format", fmt, FIG_FORMATS))
+    surf = read_surface(path)
+    kinds = list(kinds) if kinds else list(KINDS_2D if surf.ndim == 2 else KINDS_1D)
+    for kind in kinds:
+        _check_kind(kind, surf.ndim)  # all checked before anything is drawn
+    name = pick_metric(surf, metric)
+    out = Path(out_dir) if out_dir is not None else Path(path).parent
+    stem = Path(path).stem
+    draws = list(range(surf.repeats)) if surf.ndim == 2 and surf.repeats > 1 else [0]
+    written = []
+    for kind in kinds:
+        # A plain 1D line without a chosen metric shows every metric at once.
+        all_metrics = kind == "line" and metric is None and surf.repeats == 1
+        tag = "all" if all_metrics else name
+        for r in draws:
+            fig = plot_surface(surf, kind, None if all_metrics else name, vmin=vmin, vmax=vmax,
+                               levels=levels, log=log, repeat=r)
+            suffix = f"_r{r}" if len(draws) > 1 else ""
+            written.append(save_figure(fig, out / f"{stem}_{tag}_{kind}{suffix}.{fmt}", dpi=dpi))
+    return written
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def metric_label(metric: str, log: bool = False) -> str:
+    """'train_loss' -> 'train loss', 'test_acc' -> 'test acc (%)', with log: 'log10 train loss'."""
+    label = metric.replace("_", " ")
+    if metric.endswith("_acc"):
+        label += " (%)"
+    return f"log10 {label}" if log else label
+
+
+def surface_name(surf: SurfaceData) -> str:
+    """The run's title attribute, else the file's stem, else "surface"."""
+    title = surf.attrs.get("title")
+    if title:
+        return str(title)
+    return Path(surf.path).stem if surf.path else "surface"
+
+
+def _check_kind(kind: str, ndim: int) -> None:
+    kinds = KINDS_2D if ndim == 2 else KINDS_1D
+    if kind in kinds:
+        return
+    if kind in KINDS_1D + KINDS_2D:
+        raise LandscapeError(
+            f"plot kind {kind!r} does not fit a {ndim}D surface; choose from: {', '.join(kinds)}"
+        )
+    raise LandscapeError(unknown_name_message("plot kind", kind, kinds))
+
+
+def _is_loss(metric: str) -> bool:
+    return not metric.endswith("_acc")
+
+
+def _values(surf: SurfaceData, metric: str, log: bool) -> np.ma.MaskedArray:
+    """The metric as a float array with non-finite (and, with `log`, non-positive) masked."""
+    z = np.asarray(surf.metrics[metric], dtype=np.float64)
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(z > 0, np.log10(np.where(z > 0, z, 1.0)), np.nan)
+    return np.ma.masked_invalid(z)
+
+
+def _scaled(value: float, log: bool, what: str) -> float:
+    """A user bound given in the metric's units, mapped like the data."""
+    if not log:
+        return float(value)
+    if value <= 0:
+        raise LandscapeError(f"{what} {value} is not positive, so it has no log; drop log or raise it")
+    return float(np.log10(value))
+
+
+def _color_range(
+    finite: np.ndarray,
+    metric: str,
+    log: bool,
+    vmin: float | None,
+    vmax: float | None,
+    where: str | None,
+) -> tuple[float, float]:
+    """(lo, hi) of the colour scale in plotted units; see the module docstring for defaults."""
+    finite = np.asarray(finite, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        raise LandscapeError(
+            f"{where}: metric {metric!r} has no finite{' positive' if log else ''} values to plot"
+        )
+    dmin, dmax = float(finite.min()), float(finite.max())
+    lo = _scaled(vmin, log, "vmin") if vmin is not None else dmin
+    if vmax is not None:
+        hi = _scaled(vmax, log, "vmax")
+    else:
+        hi = dmax
+        if _is_loss(metric) and not log:
+            cap = dmin + _ROBUST_SPAN * (float(np.median(finite)) - dmin)
+            if cap > lo:
+                hi = min(hi, cap)
+    if hi <= lo:
+        if vmin is not None or vmax is not None:
+            raise LandscapeError(
+                f"colour range is empty: vmin {lo:.4g} is not below vmax {hi:.4g} "
+                f"(data span {dmin:.4g}..{dmax:.4g}); change vmin or vmax"
+            )
+        # A flat surface: widen the range so that it still gets one colour and a colour bar.
+        pad = 0.5 * abs(lo) or 0.5
+        lo, hi = lo - pad, hi + pad
+    return lo, hi
+
+
+def _levels(levels: Levels, lo: float, hi: float, log: bool) -> np.ndarray:
+    if levels is None:
+        levels = DEFAULT_LEVELS
+    if isinstance(levels, int | np.integer):
+        if levels < 2:
+            raise LandscapeError(f"levels must be at least 2, got {levels}")
+        return np.linspace(lo, hi, int(levels))
+    arr = np.array([_scaled(v, log, "level") for v in levels], dtype=np.float64)
+    if arr.size < 2 or np.any(np.diff(arr) <= 0):
+        raise LandscapeError(f"levels must be 2 or more increasing numbers, got {list(levels)}")
+    return arr
+
+
+def _extend(z: np.ma.MaskedArray, lo: float, hi: float) -> str:
+    """Which ends of the colour bar need arrows for values beyond the range."""
+    v = z.compressed()
+    below, above = bool((v < lo).any()), bool((v > hi).any())
+    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
+        (below, above), "both"
+    )
+
+
+def _new_axes(fig: Figure, kind: str, n: int, i: int) -> Any:
+    # Axes3D(fig) draws nothing since matplotlib 3.6; the projection keyword is the supported way.
+    return fig.add_subplot(1, n, i + 1, projection="3d" if kind == "surface3d" else None)
+
+
+def _draw_2d(
+    ax: Any,
+    kind: str,
+    surf: SurfaceData,
+    z: np.ma.MaskedArray,
+    lo: float,
+    hi: float,
+    levels: np.ndarray,
+    extend: str,
+    label: str,
+    *,
+    mark_origin: bool = True,
+) -> Any:
+    """Draw one panel and return its colour mapping artist."""
+    x = np.asarray(surf.x, dtype=np.float64)
+    y = np.asarray(surf.y, dtype=np.float64)
+    if len(x) < 2 or len(y) < 2:
+        raise LandscapeError(f"{surf.path}: a 2D plot needs at least 2 points along each axis")
+    if kind == "contour":
+        mappable = ax.contour(x, y, z, levels=levels, cmap=CMAP, vmin=lo, vmax=hi, linewidths=0.9)
+        # Every third level carries a number: all 30 would crowd the lines.
+        step = max(1, len(levels) // 10)
+        ax.clabel(mappable, levels[::step], inline=True, fmt="%.3g", fontsize=7)
+    elif kind == "contourf":
+        mappable = ax.contourf(x, y, z, levels=levels, cmap=CMAP, extend=extend)
+    elif kind == "heatmap":
+        # pcolormesh puts each value at its own coordinate, so uneven grids are drawn right
+        # and y grows upwards (origin lower).
+        mappable = ax.pcolormesh(x, y, z, shading="nearest", cmap=CMAP, vmin=lo, vmax=hi)
+    else:
+        # plot_surface ignores masks; NaN vertices are dropped instead.  Values above the range
+        # become NaN (a hole) rather than a spike, values below it sit on the floor.
+        zz = z.filled(np.nan)
+        with np.errstate(invalid="ignore"):
+            zz = np.where(zz > hi, np.nan, np.maximum(zz, lo))
+        xx, yy = np.meshgrid(x, y)
+        mappable = ax.plot_surface(
+            xx, yy, zz, cmap=CMAP, vmin=lo, vmax=hi, linewidth=0, antialiased=False,
+            rcount=min(len(y), 200), ccount=min(len(x), 200),
+        )
+        ax.set_xlim(x.min(), x.max())
+        ax.set_ylim(y.min(), y.max())
+        ax.set_zlim(lo, hi)
+        ax.set_zlabel(label)
+    ax.set_xlabel(surf.axis_label(0))
+    ax.set_ylabel(surf.axis_label(1))
+    if kind != "surface3d":
+        if mark_origin and x.min() <= 0 <= x.max() and y.min() <= 0 <= y.max():
+            ax.plot(0, 0, marker="*", ms=10, color="white", mec="black", zorder=5)
+        _set_aspect(ax, x, y)
+    return mappable
+
+
+def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
+    """Equal scales unless the grid is so elongated that the plot would become a sliver."""
+    dx, dy = float(np.ptp(x)), float(np.ptp(y))
+    if dx > 0 and dy > 0 and 1 / 3 <= dy / dx <= 3:
+        ax.set_aspect("equal", adjustable="box")
+
+
+def _colorbar(fig: Figure, mappable: Any, axes: list[Any], label: str, kind: str, ext: str) -> None:
+    kw: dict[str, Any] = {"ax": axes, "label": label}
+    if kind == "surface3d":
+        kw["shrink"] = 0.7  # 3D axes leave empty space above and below
+    if kind != "contourf":
+        kw["extend"] = ext  # a filled contour set carries its own extend
+    fig.colorbar(mappable, **kw)
+
+
+def _limit_y(
+    ax: Axes, vals: np.ndarray, metric: str, log: bool, vmin: float | None, vmax: float | None
+) -> None:
+    """y limits of a curve plot: log scale if asked, else the colour-range rule (robust cap)."""
+    if log:
+        ax.set_yscale("log")  # non-positive values are left out by the scale itself
+        if vmin is not None or vmax is not None:
+            ax.set_ylim(vmin, vmax)
+        return
+    finite = vals[np.isfinite(vals)]
+    if finite.size == 0:
+        return
+    lo, hi = _color_range(finite, metric, False, vmin, vmax, where=None)
+    if vmin is not None or vmax is not None or hi < finite.max():
+        pad = 0.03 * (hi - lo)
+        ax.set_ylim(lo - pad if vmin is None else lo, hi + pad if vmax is None else hi)
+
+
+def _plot_line(
+    surf: SurfaceData,
+    metric: str | None,
+    vmin: float | None,
+    vmax: float | None,
+    log: bool,
+    title: str | None,
+) -> Figure:
+    """A 1D surface: losses on the left axis, accuracies on a twin right axis."""
+    names = [pick_metric(surf, metric)] if metric is not None else list(surf.metrics)
+    losses = [n for n in names if _is_loss(n)]
+    accs = [n for n in names if not _is_loss(n)]
+    # Each split keeps one line style on both axes: train solid, test dashed, ...
+    splits = list(dict.fromkeys(n.rsplit("_", 1)[0] for n in names))
+    styles = ["-", "--", ":", "-."]
+
+    def curve(ax: Axes, name: str, color: str) -> None:
+        v = np.asarray(surf.metrics[name], dtype=np.float64)
+        style = styles[splits.index(name.rsplit("_", 1)[0]) % len(styles)]
+        ax.plot(surf.x, np.where(np.isfinite(v), v, np.nan), style, color=color, lw=1.6,
+                label=metric_label(name))
+
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    left, right = (losses, accs) if losses else (accs, [])
+    for n in left:
+        curve(ax, n, "C0")
+    left_vals = np.concatenate([np.asarray(surf.metrics[n], dtype=np.float64) for n in left])
+    _limit_y(ax, left_vals, left[0], log and bool(losses), vmin, vmax)
+    ax.set_ylabel(metric_label(left[0]) if len(left) == 1 else ("loss" if losses else "accuracy (%)"))
+    if losses:
+        ax.yaxis.label.set_color("C0")
+    handles, labels = ax.get_legend_handles_labels()
+    if right:
+        ax2 = ax.twinx()
+        for n in right:
+            curve(ax2, n, "C1")
+        ax2.set_ylabel("accuracy (%)", color="C1")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="best")
+    ax.set_xlabel(surf.axis_label(0))
+    ax.grid(alpha=0.3)
+    ax.set_title(title if title is not None else surface_name(surf))
+    return fig

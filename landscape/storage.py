@@ -1,0 +1,319 @@
+"""The HDF5 surface file: schema, writing as a run goes, reading ours and the original code's files.
+
+Layout of a landscape surface file (schema version 1)::
+
+    /x                 (nx,)   float64   coordinates along direction 1
+    /y                 (ny,)   float64   coordinates along direction 2 (2D surfaces only)
+    /<split>_<metric>  float64 values, NaN where not computed yet, +-inf where the loss diverged
+                       1D: [ix]        2D: [iy, ix]   (rows are y, columns are x, as in meshgrid)
+                       with repeats K > 1 a leading axis: [k, ix] or [k, iy, ix]
+    /done              bool, same shape: True where the point has been evaluated
+    /directions/r<k>/d<i>/<parameter name>   the directions, keyed by parameter name
+    /extra/<name>      optional arrays added by other commands (trajectories, Hessian maps)
+    attributes         schema, schema_version, config (YAML), checkpoint path and sha256,
+                       seeds, normalization, precision, ...
+
+h5py is imported only here.  The file is written with the default (oldest) HDF5 format so that a
+process killed while writing leaves a file that still opens; values are written before the
+`done` mask, so a point marked done always holds its value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LandscapeError
+
+SCHEMA = "landscape-surface"
+SCHEMA_VERSION = 1
+AXIS_ORDER = "2D metrics are [iy, ix] (rows y, columns x); 1D metrics are [ix]; repeats add a leading axis"
+ORIGINAL_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+@dataclass
+class SurfaceData:
+    """A surface in memory: coordinates, metric arrays and the file's attributes."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    metrics: dict[str, np.ndarray]
+    done: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    repeats: int = 1
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.y is None else 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
+
+    @property
+    def complete(self) -> bool:
+        return bool(np.all(self.done))
+
+    def repeat(self, k: int) -> SurfaceData:
+        """The k-th of several seeded direction draws as a single surface."""
+        if self.repeats == 1:
+            if k != 0:
+                raise LandscapeError(f"{self.path}: has one draw of directions, not repeat {k}")
+            return self
+        if not 0 <= k < self.repeats:
+            raise LandscapeError(f"{self.path}: repeat {k} out of range 0..{self.repeats - 1}")
+        return replace(
+            self,
+            metrics={n: a[k] for n, a in self.metrics.items()},
+            done=self.done[k],
+            repeats=1,
+        )
+
+    def axis_label(self, axis: int) -> str:
+        """What direction `axis` (0 or 1) is, for plot labels."""
+        labels = self.attrs.get("axis_labels")
+        if labels is not None and len(labels) > axis:
+            return str(labels[axis])
+        kind = self.attrs.get("dir_kind", "random")
+        norm = self.attrs.get("norm", "filter")
+        if kind == "line":
+            return "interpolation coefficient (0 = A, 1 = B)"
+        if kind == "plane":
+            return f"plane direction {axis + 1}"
+        pretty = {"filter": "filter-normalized", "layer": "layer-normalized",
+                  "weight": "weight-scaled", "dfilter": "unit-filter", "dlayer": "unit-layer",
+                  "none": "unnormalized"}.get(str(norm), str(norm))
+        return f"{pretty} direction {axis + 1}"
+
+
+def metric_names(splits: list[str]) -> list[str]:
+    """Dataset names for the metrics recorded on these splits."""
+    return [f"{s}_{m}" for s in splits for m in ("loss", "acc")]
+
+
+def create_surface_file(
+    path: str | Path,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    metrics: list[str],
+    directions: list[list[Mapping[str, Any]]],
+    attrs: Mapping[str, Any],
+) -> None:
+    """Write a new surface file with NaN metrics; written to a temporary name then renamed."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repeats = len(directions)
+    shape: tuple[int, ...] = (len(x),) if y is None else (len(y), len(x))
+    if repeats > 1:
+        shape = (repeats, *shape)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("x", data=np.asarray(x, dtype=np.float64))
+        if y is not None:
+            f.create_dataset("y", data=np.asarray(y, dtype=np.float64))
+        for name in metrics:
+            f.create_dataset(name, data=np.full(shape, np.nan), track_times=False)
+        f.create_dataset("done", data=np.zeros(shape, dtype=bool), track_times=False)
+        for k, dirs in enumerate(directions):
+            for i, d in enumerate(dirs):
+                g = f.create_group(f"directions/r{k}/d{i}")
+                for name, t in d.items():
+                    g.create_dataset(name, data=_to_numpy(t))
+        f.attrs["schema"] = SCHEMA
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["axis_order"] = AXIS_ORDER
+        f.attrs["repeats"] = repeats
+        f.attrs["metrics"] = list(metrics)
+        for key, value in attrs.items():
+            f.attrs[key] = _attr_value(value)
+    os.replace(tmp, path)
+
+
+class SurfaceWriter:
+    """Keeps a surface file open between flushes of newly computed points."""
+
+    def __init__(self, path: str | Path):
+        import h5py
+
+        self.path = str(path)
+        self._f = h5py.File(self.path, "r+")
+
+    def write(self, values: Mapping[str, np.ndarray], index: tuple[np.ndarray, ...]) -> None:
+        """Store metric values at fancy `index`, then mark them done, then flush to disk."""
+        if len(index[0]) == 0:
+            return
+        # h5py wants increasing indices along one axis; write through a read-modify-write of
+        # the (small) metric arrays instead.
+        for name, vals in values.items():
+            arr = self._f[name][...]
+            arr[index] = vals
+            self._f[name][...] = arr
+        done = self._f["done"][...]
+        done[index] = True
+        self._f.flush()
+        self._f["done"][...] = done
+        self._f.flush()
+
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        for key, value in attrs.items():
+            self._f.attrs[key] = _attr_value(value)
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> SurfaceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """The file's attributes only (cheap: no arrays are read)."""
+    with _open(path) as f:
+        return {k: _from_attr(v) for k, v in f.attrs.items()}
+
+
+def read_surface(path: str | Path) -> SurfaceData:
+    """Read a landscape surface file, or one written by the paper's original code."""
+    with _open(path) as f:
+        if f.attrs.get("schema") == SCHEMA:
+            return _read_ours(f, str(path))
+        if "xcoordinates" in f:
+            return _read_original(f, str(path))
+        raise LandscapeError(
+            f"{path}: not a surface file (no 'schema' attribute and no 'xcoordinates' dataset)"
+        )
+
+
+def read_directions(path: str | Path, repeat: int = 0) -> list[dict[str, np.ndarray]]:
+    """The stored directions of one draw, each a dict keyed by parameter name."""
+    with _open(path) as f:
+        if f"directions/r{repeat}" not in f:
+            raise LandscapeError(f"{path}: no stored directions for repeat {repeat}")
+        g = f[f"directions/r{repeat}"]
+        out = []
+        for i in range(len(g)):
+            d = g[f"d{i}"]
+            out.append({name: d[name][...] for name in d})
+        return out
+
+
+def write_extra(path: str | Path, name: str, data: np.ndarray, attrs: Mapping[str, Any] | None = None) -> None:
+    """Add or replace an array under /extra (trajectories, curvature maps, ...)."""
+    import h5py
+
+    with h5py.File(str(path), "r+") as f:
+        key = f"extra/{name}"
+        if key in f:
+            del f[key]
+        ds = f.create_dataset(key, data=np.asarray(data))
+        for k, v in (attrs or {}).items():
+            ds.attrs[k] = _attr_value(v)
+
+
+def read_extra(path: str | Path) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """All arrays under /extra with their attributes."""
+    with _open(path) as f:
+        if "extra" not in f:
+            return {}
+        return {
+            name: (ds[...], {k: _from_attr(v) for k, v in ds.attrs.items()})
+            for name, ds in f["extra"].items()
+        }
+
+
+def _read_ours(f: Any, path: str) -> SurfaceData:
+    attrs = {k: _from_attr(v) for k, v in f.attrs.items()}
+    version = int(attrs.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise LandscapeError(
+            f"{path}: schema version {version} is newer than this landscape ({SCHEMA_VERSION}); "
+            "upgrade landscape to read it"
+        )
+    names = [str(n) for n in attrs.get("metrics", [])]
+    metrics = {n: f[n][...] for n in names if n in f}
+    y = f["y"][...] if "y" in f else None
+    return SurfaceData(
+        x=f["x"][...],
+        y=y,
+        metrics=metrics,
+        done=f["done"][...].astype(bool),
+        attrs=attrs,
+        path=path,
+        repeats=int(attrs.get("repeats", 1)),
+    )
+
+
+def _read_original(f: Any, path: str) -> SurfaceData:
+    """Files of the paper's code: metric[...] filled in meshgrid(x, y) order, i.e. [iy, ix]."""
+    x = f["xcoordinates"][...]
+    y = f["ycoordinates"][...] if "ycoordinates" in f else None
+    shape = (len(x),) if y is None else (len(y), len(x))
+    metrics: dict[str, np.ndarray] = {}
+    for name in ORIGINAL_METRICS:
+        if name in f:
+            # The original code allocates (nx, ny) but fills it by the flat index of a
+            # (ny, nx) meshgrid, so reading the flat buffer as (ny, nx) is right for any shape.
+            arr = np.asarray(f[name][...], dtype=np.float64).reshape(shape)
+            # It initialises unfinished points to -1.
+            metrics[name] = np.where(arr == -1, np.nan, arr)
+    if not metrics:
+        raise LandscapeError(f"{path}: has coordinates but none of {', '.join(ORIGINAL_METRICS)}")
+    done = np.all([~np.isnan(a) for a in metrics.values()], axis=0)
+    attrs = {"source": "original", "dir_kind": "random", "norm": "filter"}
+    return SurfaceData(x=x, y=y, metrics=metrics, done=done, attrs=attrs, path=path)
+
+
+@contextmanager
+def _open(path: str | Path) -> Iterator[Any]:
+    import h5py
+
+    if not Path(path).exists():
+        raise LandscapeError(f"{path}: no such file")
+    try:
+        f = h5py.File(str(path), "r")
+    except OSError as e:
+        raise LandscapeError(f"{path}: cannot open as HDF5 ({e})") from None
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    if hasattr(t, "detach"):
+        return t.detach().cpu().numpy()
+    return np.asarray(t)
+
+
+def _attr_value(value: Any) -> Any:
+    if value is None:
+        return "None"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return [str(v) for v in value]
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value)
+    return value
+
+
+def _from_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OSU":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str) and value == "None":
+        return None
+    return value

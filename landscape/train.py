@@ -1,0 +1,205 @@
+"""Training a network from a config: seeded, checkpointed every few epochs, resumable to the same weights."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
+from .config import Config, TrainConfig
+from .engine import EvalSet, evaluate, make_loss, resolve_device
+from .errors import LandscapeError
+
+CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
+
+
+def model_args(cfg: Config) -> dict[str, Any]:
+    """The arguments the model is built with: classes and channels from the data, then the config's."""
+    from .data import data_info
+
+    info = data_info(cfg.data)
+    return {"num_classes": info.num_classes, "in_channels": info.in_channels, **cfg.model.args}
+
+
+def build_model(cfg: Config) -> nn.Module:
+    from .models import create_model
+
+    return create_model(cfg.model.name, **model_args(cfg))
+
+
+def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    if t.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=t.lr,
+        momentum=t.momentum,
+        nesterov=t.nesterov and t.momentum > 0,
+        weight_decay=t.weight_decay,
+    )
+
+
+def lr_at(epoch: int, t: TrainConfig) -> float:
+    """The learning rate for (0-based) `epoch`: step decay at milestones, cosine, or constant."""
+    if t.schedule == "cosine":
+        return 0.5 * t.lr * (1 + math.cos(math.pi * epoch / t.epochs))
+    if t.schedule == "step":
+        return t.lr * t.gamma ** sum(epoch >= m for m in t.milestones)
+    return t.lr
+
+
+def _train_fingerprint(cfg: Config) -> dict[str, Any]:
+    d = cfg.to_dict()
+    return {"model": d["model"], "data": {k: v for k, v in d["data"].items() if k != "root"},
+            "train": {k: v for k, v in d["train"].items() if k != "workers"}}
+
+
+def train(
+    cfg: Config,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Train the configured model; resume from `last.pt` if an earlier run was interrupted.
+
+    Returns the final checkpoint's path. A finished run with the same config is not retrained.
+    """
+    from .data import eval_dataset, load_datasets
+
+    log = log or (lambda s: None)
+    t = cfg.train
+    dev = resolve_device(device or cfg.device)
+    ckdir = cfg.checkpoint_dir
+    final, last = ckdir / "final.pt", ckdir / "last.pt"
+    fp = _train_fingerprint(cfg)
+    if overwrite:
+        for p in list(ckdir.glob("*.pt")) + [cfg.run_dir / "metrics.csv"]:
+            p.unlink(missing_ok=True)
+    for existing in (final, last):
+        if existing.exists():
+            stored = load_checkpoint(existing).get("train_fingerprint")
+            if stored is not None and stored != fp:
+                raise LandscapeError(
+                    f"{existing} was trained with a different config: rerun with --overwrite "
+                    "or choose another name/--out"
+                )
+    if final.exists():
+        log(f"already trained: {final}")
+        return final
+
+    train_set, test_set, _ = load_datasets(cfg.data)
+    from .data import dataset_to_tensors
+
+    tx, ty = dataset_to_tensors(eval_dataset(cfg.data, "test"))
+    test = EvalSet(tx.to(dev), ty.to(dev))
+    margs = model_args(cfg)
+    torch.manual_seed(t.seed)
+    model = build_model(cfg).to(dev)
+    opt = make_optimizer(model, t)
+    start = 0
+    if last.exists():
+        ck = load_checkpoint(last)
+        load_state_into(model, ck["state_dict"], str(last))
+        opt.load_state_dict(ck["optimizer"])
+        start = int(ck["epoch"])
+        log(f"resuming from {last} at epoch {start}")
+    else:
+        _save(ckdir / "epoch_000.pt", model, cfg, margs, 0, {}, fp)
+    _rewrite_csv(cfg.run_dir / "metrics.csv", start)
+    loss_fn = make_loss("crossentropy")
+    metrics: dict[str, float] = {}
+    bar = _progress(start, t.epochs, progress, cfg.run or cfg.name)
+    for epoch in range(start, t.epochs):
+        tic = time.perf_counter()
+        lr = lr_at(epoch, t)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        # Reseeding from (seed, epoch) makes shuffling and augmentation independent of where a
+        # run was interrupted, so a resumed run reaches the same weights.
+        torch.manual_seed(t.seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
+        loader = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, generator=gen,
+                            num_workers=t.workers, drop_last=False)
+        train_loss, train_acc = _train_epoch(model, loader, opt, dev)
+        test_loss, test_acc = evaluate(model.eval(), test, loss_fn)
+        metrics = {"train_loss": train_loss, "train_acc": train_acc,
+                   "test_loss": test_loss, "test_acc": test_acc}
+        row = {"epoch": epoch + 1, "lr": lr, **metrics, "seconds": time.perf_counter() - tic}
+        _append_csv(cfg.run_dir / "metrics.csv", row)
+        done = epoch + 1
+        extra = {"optimizer": opt.state_dict()}
+        if done % t.save_every == 0 and done != t.epochs:
+            _save(ckdir / f"epoch_{done:03d}.pt", model, cfg, margs, done, metrics, fp)
+        _save(last, model, cfg, margs, done, metrics, fp, extra)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}")
+        else:
+            log(f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
+                f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}")
+    if bar is not None:
+        bar.close()
+    _save(ckdir / f"epoch_{t.epochs:03d}.pt", model, cfg, margs, t.epochs, metrics, fp)
+    _save(final, model, cfg, margs, t.epochs, metrics, fp)
+    last.unlink(missing_ok=True)
+    return final
+
+
+def _train_epoch(
+    model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, dev: torch.device
+) -> tuple[float, float]:
+    model.train()
+    total, correct, n = 0.0, 0, 0
+    for xb, yb in loader:
+        xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+        out = model(xb)  # (B, classes)
+        loss = nn.functional.cross_entropy(out, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss) * len(yb)
+        correct += int((out.argmax(1) == yb).sum())
+        n += len(yb)
+    return total / n, 100.0 * correct / n
+
+
+def _save(path: Path, model: nn.Module, cfg: Config, margs: dict[str, Any], epoch: int,
+          metrics: dict[str, float], fp: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    save_checkpoint(path, model, cfg.model.name, margs, config=cfg.to_dict(), epoch=epoch,
+                    metrics=metrics, extra={"train_fingerprint": fp, **(extra or {})})
+
+
+def _rewrite_csv(path: Path, keep_epochs: int) -> None:
+    """Drop rows past the epoch we resume from (they belong to the interrupted attempt)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= keep_epochs]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
+
+
+def _progress(start: int, total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=f"train {desc}", unit="epoch", dynamic_ncols=True)
