@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def save_checkpoint(
     metrics: dict[str, float] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file, then rename), so a kill never leaves half a file."""
+    """Write a checkpoint via a temporary file and a rename: a kill never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
@@ -42,27 +43,48 @@ def save_checkpoint(
     }
     payload.update(extra or {})
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C or a full disk: keep the old file and leave no half-written one
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with weights_only=True; a bare state_dict is wrapped as {'state_dict': ...}."""
+    """Read with weights_only=True; a bare state_dict is wrapped: {'state_dict': ...}."""
     path = Path(path)
     if not path.exists():
         raise LandscapeError(f"checkpoint {path} not found: train first or fix the path")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise LandscapeError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+    except pickle.UnpicklingError:
+        # torch's own message runs to several lines of advice about weights_only=False.
+        raise LandscapeError(
+            f"checkpoint {path} cannot be read safely: it is not a PyTorch file, or it pickles "
+            "Python objects (e.g. a whole model); save model.state_dict() instead"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - any other failure is a bad file for the user
+        detail = (str(e).strip().splitlines() or ["file is empty or truncated"])[0]
+        raise LandscapeError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {detail})"
+        ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return obj
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        return {"state_dict": obj["state_dict"], **{k: v for k, v in obj.items() if k != "state_dict"}}
+        return {
+            "state_dict": obj["state_dict"],
+            **{k: v for k, v in obj.items() if k != "state_dict"},
+        }
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return {"state_dict": obj}
-    raise LandscapeError(f"checkpoint {path} holds no state_dict (got {type(obj).__name__})")
+    what = (
+        f"a dict with keys {sorted(map(str, obj))[:8]}"
+        if isinstance(obj, dict)
+        else type(obj).__name__
+    )
+    raise LandscapeError(f"checkpoint {path} holds no state_dict (got {what})")
 
 
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -91,7 +113,7 @@ def model_from_checkpoint(
     model_name: str | None = None,
     model_args: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes (or the given one, for a bare state_dict) with its weights."""
+    """The model a checkpoint describes (or the named one, for a bare state_dict) with weights."""
     from .models import create_model
 
     ckpt = load_checkpoint(path)
@@ -103,7 +125,9 @@ def model_from_checkpoint(
         )
     name = stored or model_name
     if name is None:
-        raise LandscapeError(f"checkpoint {path} is a bare state_dict: give model.name in the config")
+        raise LandscapeError(
+            f"checkpoint {path} is a bare state_dict: give model.name in the config"
+        )
     args = dict(ckpt.get("model_args") or model_args or {})
     model = create_model(name, **args)
     load_state_into(model, ckpt["state_dict"], f"checkpoint {path}")

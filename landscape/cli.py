@@ -295,5 +295,96 @@ def reproduce(config: str, overrides: tuple[str, ...], profile: str | None, runs
         click.echo(f"  {p}")
 
 
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--metric", default=None, help="Metric to analyse (default: train_loss, else test_loss).")
+@click.option("--titles", default=None, help="Comma-separated names for the files.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_fail_cleanly
+def stats(files: tuple[str, ...], metric: str | None, titles: str | None, as_json: bool) -> None:
+    """Numbers for surfaces: curvature, sharpness, basin width, non-convexity, roughness.
+
+    With several files, a side-by-side table says where the intervals overlap.
+    Definitions: docs/metrics.md.
+
+    Example: landscape stats outputs/quickstart/*/surface.h5
+    """
+    import json
+
+    from .metrics import stats_to_jsonable
+    from .stats import compare_stats, file_stats, format_stats
+
+    names = [t.strip() for t in titles.split(",")] if titles else None
+    if len(files) == 1:
+        result = file_stats(files[0], metric=metric)
+        click.echo(json.dumps(stats_to_jsonable(result), indent=2) if as_json else format_stats(result))
+        return
+    result, table = compare_stats(list(files), titles=names, metric=metric)
+    click.echo(json.dumps(stats_to_jsonable(result), indent=2) if as_json else table)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="HTML file (default: report.html beside the first file).")
+@click.option("--titles", default=None, help="Comma-separated names for the files.")
+@click.option("--metric", default=None)
+@_fail_cleanly
+def report(files: tuple[str, ...], out_path: str | None, titles: str | None, metric: str | None) -> None:
+    """Write one self-contained HTML page: figures, metrics with intervals, config, provenance.
+
+    Example: landscape report outputs/quickstart/*/surface.h5 --out outputs/quickstart/report.html
+    """
+    from .report import write_report
+
+    names = [t.strip() for t in titles.split(",")] if titles else None
+    target = Path(out_path) if out_path else Path(files[0]).parent / "report.html"
+    click.echo(str(write_report(list(files), target, titles=names, metric=metric)))
+
+
+@main.command()
+@click.option("--models", "model_names", default="resnet20,resnet56", show_default=True,
+              help="Comma-separated model names.")
+@click.option("--image-size", type=int, default=32, show_default=True)
+@click.option("--samples", type=int, default=2000, show_default=True, help="Images per grid point.")
+@click.option("--grid", default="3x3", show_default=True, help="Grid points, e.g. 3x3.")
+@click.option("--precisions", default="float32,bf16", show_default=True)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-baseline", is_flag=True, help="Skip the research-code-style baseline.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="A trained checkpoint, for realistic precision errors.")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None,
+              help="Append the JSON result lines to this file.")
+@_fail_cleanly
+def bench(model_names: str, image_size: int, samples: int, grid: str, precisions: str, device: str,
+          no_baseline: bool, checkpoint: str | None, json_out: str | None) -> None:
+    """Measure surface throughput against the model's raw forward speed and a naive baseline.
+
+    Prints a table and one JSON line per model for tracking.
+
+    Example: landscape bench --models resnet20 --samples 1000
+    """
+    import json
+
+    from .bench import format_results, run_benchmark
+
+    try:
+        nx, ny = (int(v) for v in grid.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected NxM like 3x3, got {grid!r}", param_hint="--grid") from None
+    _check_device(device)
+    results = run_benchmark(models=tuple(m.strip() for m in model_names.split(",")),
+                            image_size=image_size, samples=samples, grid=(nx, ny),
+                            precisions=tuple(p.strip() for p in precisions.split(",")),
+                            device=device, baseline=not no_baseline, trained_checkpoint=checkpoint)
+    click.echo(format_results(results))
+    lines = [json.dumps(r, default=str) for r in results]
+    for line in lines:
+        click.echo(line)
+    if json_out:
+        with open(json_out, "a") as f:
+            f.write("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
     main()

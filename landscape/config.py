@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -83,6 +84,12 @@ class TrainConfig:
                 )
         if self.lr <= 0:
             raise ConfigError(f"must be positive, got {self.lr}", key=f"{key}.lr")
+        if self.gamma <= 0:
+            raise ConfigError(f"must be positive, got {self.gamma}", key=f"{key}.gamma")
+        # torch.optim rejects these with a traceback; say which key is wrong instead.
+        for name in ("momentum", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"must be >= 0, got {getattr(self, name)}", key=f"{key}.{name}")
         if self.workers < 0:
             raise ConfigError(f"must be >= 0, got {self.workers}", key=f"{key}.workers")
 
@@ -113,6 +120,30 @@ class DirectionConfig:
 
 
 @dataclass
+class EngineConfig:
+    """Speed options of the evaluation engine; 'auto' picks what is fastest and exact."""
+
+    channels_last: Any = "auto"  # auto | on | off (YAML may give true/false)
+    fold_bn: Any = "auto"
+    compile: bool = False
+    points_per_call: int = 1
+    in_memory: Any = "auto"
+    workers: int = 2
+
+    def validate(self, key: str) -> None:
+        for name in ("channels_last", "fold_bn", "in_memory"):
+            v = getattr(self, name)
+            if isinstance(v, bool):
+                v = "on" if v else "off"
+                setattr(self, name, v)
+            _choice(v, ("auto", "on", "off"), f"{key}.{name}")
+        if self.points_per_call < 1:
+            raise ConfigError(
+                f"must be a positive integer, got {self.points_per_call}", key=f"{key}.points_per_call"
+            )
+
+
+@dataclass
 class SurfaceConfig:
     """The grid, the data it is evaluated on, and how."""
 
@@ -128,8 +159,10 @@ class SurfaceConfig:
     repeats: int = 1
     flush_seconds: float = 5.0
     directions: DirectionConfig = field(default_factory=DirectionConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def validate(self, key: str) -> None:
+        self.engine.validate(f"{key}.engine")
         for axis in ("x", "y"):
             spec = getattr(self, axis)
             if spec is None:
@@ -140,6 +173,8 @@ class SurfaceConfig:
                 raise ConfigError(
                     f"expected 3 numbers [min, max, num], got {spec}", key=f"{key}.{axis}"
                 )
+            if not all(math.isfinite(v) for v in spec):
+                raise ConfigError(f"expected finite numbers, got {spec}", key=f"{key}.{axis}")
             lo, hi, num = spec
             if int(num) != num or num < 1:
                 raise ConfigError(
@@ -185,8 +220,9 @@ class PlotConfig:
 
 @dataclass
 class CompareConfig:
-    """The side-by-side figure over all runs of a config."""
+    """The side-by-side figure over the runs of a config (all of them, or those listed)."""
 
+    runs: list[str] | None = None
     kinds: list[str] = field(default_factory=lambda: ["contour", "surface3d"])
     metric: str | None = None
     titles: list[str] | None = None
@@ -216,6 +252,7 @@ class Config:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     run: str | None = None  # set on each expanded run
     source: str | None = None  # the file the config came from
+    active_profile: dict[str, Any] = field(default_factory=dict)  # re-applied over every run
 
     def validate(self, key: str) -> None:
         _choice(self.device, ("auto", "cpu", "cuda"), f"{key}device".lstrip("."))
@@ -237,7 +274,13 @@ class Config:
     @property
     def final_checkpoint(self) -> Path:
         """The checkpoint the surface is computed at: a given one, or this run's final one."""
-        return Path(self.checkpoint) if self.checkpoint else self.checkpoint_dir / "final.pt"
+        return self.resolve_checkpoint(self.checkpoint) if self.checkpoint else self.checkpoint_dir / "final.pt"
+
+    def resolve_checkpoint(self, ref: str) -> Path:
+        """A checkpoint path, or `run:NAME` for the final checkpoint of another run of this config."""
+        if ref.startswith("run:"):
+            return Path(self.out) / self.name / ref[4:] / "checkpoints" / "final.pt"
+        return Path(ref)
 
     @property
     def surface_path(self) -> Path:
@@ -245,7 +288,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("runs", "profiles", "source"):
+        for k in ("runs", "profiles", "source", "active_profile"):
             d.pop(k)
         return d
 
@@ -264,6 +307,9 @@ def load_config(
         raise ConfigError("no such config file", file=str(path))
     try:
         raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        message = f"cannot read the file ({type(e).__name__}: {e})"
+        raise ConfigError(message, file=str(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -294,22 +340,49 @@ def config_from_dict(
                 f"no profile {profile!r}{hint}; this file has: {have}", file=file, key="profiles"
             )
         raw = deep_merge(raw, profiles[profile])
+        raw["active_profile"] = {k: v for k, v in profiles[profile].items() if k != "runs"}
+    # Overrides from the command line win over everything, each run's own settings included.
+    over: dict[str, Any] = {}
     for item in overrides:
         raw = apply_override(raw, item, file=file)
+        over = apply_override(over, item, file=file)
+    over = {k: v for k, v in over.items() if k not in ("runs", "profiles")}
+    if over:
+        raw["active_profile"] = deep_merge(raw.get("active_profile") or {}, over)
     try:
         cfg = _build(Config, raw, "")
         cfg.source = file
         cfg.validate("")
+        seen: set[str] = set()
         for i, run in enumerate(cfg.runs):
             if not isinstance(run, dict) or "name" not in run:
                 raise ConfigError("each run needs a 'name'", key=f"runs[{i}]")
-        for run in expand_runs(cfg):
-            run.validate("")
+            if str(run["name"]) in seen:
+                raise ConfigError(
+                    f"run name {run['name']!r} is used twice; each run needs its own folder",
+                    key=f"runs[{i}].name",
+                )
+            seen.add(str(run["name"]))
+        for i, run in enumerate(expand_runs(cfg) if cfg.runs else []):
+            try:
+                run.validate("")
+            except ConfigError as e:
+                raise _relocate(e, None, run=i) from None
     except ConfigError as e:
         if e.file is None and file is not None:
-            raise ConfigError(str(e), file=file) from None
+            raise _relocate(e, file) from None
         raise
     return cfg
+
+
+def _relocate(e: ConfigError, file: str | None, run: int | None = None) -> ConfigError:
+    """The same error located in `file`, and under runs[run] when a run's settings caused it."""
+    where = ": ".join(p for p in (e.file, e.key) if p)
+    message = str(e)[len(where) + 2 :] if where else str(e)
+    key = e.key
+    if run is not None:
+        key = f"runs[{run}].{key}" if key else f"runs[{run}]"
+    return ConfigError(message, file=e.file or file, key=key)
 
 
 def expand_runs(cfg: Config) -> list[Config]:
@@ -320,11 +393,13 @@ def expand_runs(cfg: Config) -> list[Config]:
     out = []
     for i, run in enumerate(cfg.runs):
         merged = deep_merge(base, {k: v for k, v in run.items() if k != "name"})
+        # A profile (e.g. quick) wins over a run's own settings, so it shrinks every run.
+        merged = deep_merge(merged, cfg.active_profile)
         merged["run"] = str(run["name"])
         try:
             r = _build(Config, merged, "")
         except ConfigError as e:
-            raise ConfigError(str(e).replace(": ", f" (in runs[{i}]): ", 1), file=cfg.source) from None
+            raise _relocate(e, cfg.source, run=i) from None
         r.source = cfg.source
         out.append(r)
     return out
@@ -369,9 +444,11 @@ def apply_override(raw: dict[str, Any], item: str, file: str | None = None) -> d
     node = out
     parts = key.split(".")
     for p in parts[:-1]:
-        if not isinstance(node.get(p, {}), dict):
+        if node.get(p) is None:  # absent, or `section: null` in the file
+            node[p] = {}
+        if not isinstance(node[p], dict):
             raise ConfigError(f"{p!r} is not a section", file=file, key=key)
-        node = node.setdefault(p, {})
+        node = node[p]
     node[parts[-1]] = value
     return out
 
@@ -424,6 +501,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"expected an integer, got {value!r}", key=key)
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as a string; it is a number to anyone writing a config.
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if math.isfinite(number):
+                return number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"expected a number, got {value!r}", key=key)
         return float(value)

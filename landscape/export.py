@@ -17,7 +17,7 @@ DEFAULT_METRICS = ("train_loss", "test_loss")
 
 
 def pick_metric(surf: SurfaceData, metric: str | None) -> str:
-    """The metric to use: `metric` if the surface has it, else train_loss, test_loss or the first."""
+    """`metric` if the surface has it; by default train_loss, else test_loss, else the first."""
     where = f"{surf.path}: " if surf.path else ""
     if not surf.metrics:
         raise LandscapeError(f"{where}the surface holds no metrics; compute it first")
@@ -120,7 +120,9 @@ def _write_vtp(
     if min(surf.shape) < 2:
         raise LandscapeError(f"{surf.path}: vtp needs at least 2 points along each axis")
     x, y, z = _upsample(
-        np.asarray(surf.x, float), np.asarray(surf.y, float), height_field(surf, metric, log, zmax),
+        np.asarray(surf.x, float),
+        np.asarray(surf.y, float),
+        height_field(surf, metric, log, zmax),
         interpolate,
     )
     ny, nx = z.shape

@@ -58,7 +58,7 @@ def reproduce(
 
     log = log or (lambda s: None)
     figures: list[Path] = []
-    surfaces: list[Path] = []
+    surfaces: dict[str, Path] = {}
     selected = select_runs(cfg, runs)
     for run in selected:
         label = run.run or run.name
@@ -68,17 +68,19 @@ def reproduce(
         log(f"[{label}] surface")
         bar = bar_factory(f"surface {label}") if bar_factory else None
         path = compute_surface(run, progress=bar)
-        surfaces.append(path)
+        surfaces[label] = path
         log(f"[{label}] plots")
         p = run.plot
         figures += plot_file(path, kinds=p.kinds, metric=p.metric, out_dir=run.run_dir / "figures",
                              fmt=p.format, dpi=p.dpi, vmin=p.vmin, vmax=p.vmax, levels=p.levels,
                              log=p.log)
-    if len(surfaces) > 1:
-        c = cfg.compare
+    c = cfg.compare
+    chosen = [surfaces[n] for n in (c.runs or surfaces) if n in surfaces]
+    if len(chosen) > 1:
         base = Path(cfg.out) / cfg.name
         metric = c.metric or cfg.plot.metric or _default_metric(cfg)
-        figures += compare_figures(surfaces, c.titles, c.kinds, metric,
+        titles = c.titles if c.titles and len(c.titles) == len(chosen) else None
+        figures += compare_figures(chosen, titles, c.kinds, metric,
                                    base / f"compare_{metric}.{cfg.plot.format}", dpi=cfg.plot.dpi,
                                    vmin=c.vmin, vmax=c.vmax, levels=c.levels)
     return figures

@@ -8,11 +8,14 @@ Colour range defaults (all values in the metric's own units; with `log` they are
 log10 like the data):
 
 * vmin: the smallest finite value.
-* vmax: the largest finite value; for a loss (without `log`) capped at
-  ``min + 4 * (median - min)`` so that a few diverged points do not flatten the basin.
+* vmax: the largest finite value; for a loss (without `log`) the largest finite value not
+  above ``min + 5 * (median - min)``, so that a few diverged points do not flatten the basin.
   (The paper fixed vmax = 10 for CIFAR-10 losses, about four times the chance-level loss;
   the cap is the same idea measured on the data.)
-* levels: 30 evenly spaced between vmin and vmax.
+* levels: evenly spaced round values between vmin and vmax (15 to 30 of them for the
+  default 30: the step is 1, 2, 2.5 or 5 times a power of ten), plus vmin and vmax
+  themselves, so that every finite value inside the range falls in a band and the labels
+  on contour lines read 0.5, 1, 1.5 rather than 0.4717.
 
 Non-finite values (NaN: not computed, inf: diverged) are masked and drawn as gaps.
 """
@@ -30,6 +33,7 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .errors import LandscapeError, unknown_name_message
 from .export import pick_metric
@@ -50,7 +54,7 @@ _STYLE = {
     "legend.fontsize": 9,
 }
 # How far above the minimum, in multiples of (median - minimum), the default loss scale reaches.
-_ROBUST_SPAN = 4.0
+_ROBUST_SPAN = 5.0
 
 Levels = int | Sequence[float] | None
 _P = ParamSpec("_P")
@@ -102,13 +106,15 @@ def plot_surface(
     z = _values(one, name, log)
     lo, hi = _color_range(z.compressed(), name, log, vmin, vmax, where=surf.path)
     lev = _levels(levels, lo, hi, log)
-    ext = _extend(z, lo, hi)
+    ext = _extend(z, *_band_range(kind, lo, hi, lev))
 
     fig = Figure(figsize=(6.4, 5.0) if kind == "surface3d" else (5.6, 4.6), layout="constrained")
     ax = _new_axes(fig, kind, 1, 0)
     mappable = _draw_2d(ax, kind, one, z, lo, hi, lev, ext, label)
     if kind != "contour":
         _colorbar(fig, mappable, [ax], label, kind, ext)
+    if kind == "surface3d":
+        ax.set_zlabel(label)
     if title is None:
         title = f"{surface_name(surf)}: {label}"
         if surf.repeats > 1:
@@ -145,8 +151,14 @@ def plot_repeats(
     cmap = matplotlib.colormaps[CMAP]
     for i, row in enumerate(vals):
         # Per-draw labels only while the legend stays short.
-        ax.plot(surf.x, row, lw=0.9, alpha=0.75, color=cmap(i / max(k - 1, 1) * 0.9),
-                label=f"draw {i + 1}" if k <= 8 else None)
+        ax.plot(
+            surf.x,
+            row,
+            lw=0.9,
+            alpha=0.75,
+            color=cmap(i / max(k - 1, 1) * 0.9),
+            label=f"draw {i + 1}" if k <= 8 else None,
+        )
     with warnings.catch_warnings():
         # Columns where no draw is finite give NaN in the median, which is what we want.
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -219,7 +231,7 @@ def plot_compare(
     union = np.concatenate([z.compressed() for z in zs])
     lo, hi = _color_range(union, name, log, vmin, vmax, where="the compared surfaces")
     lev = _levels(levels, lo, hi, log)
-    ext = _extend(np.ma.concatenate([z.ravel() for z in zs]), lo, hi)
+    ext = _extend(np.ma.concatenate([z.ravel() for z in zs]), *_band_range(kind, lo, hi, lev))
 
     n = len(ones)
     fig = Figure(figsize=(4.4 * n + 1.2, 4.4), layout="constrained")
@@ -278,8 +290,14 @@ def plot_trajectory(
     if epochs is not None:
         # A handful of evenly spaced labels; one per point would be unreadable.
         for i in np.unique(np.linspace(0, len(p) - 1, min(len(p), 6)).round().astype(int)):
-            ax.annotate(str(epochs[i]), (p[i, 0], p[i, 1]), textcoords="offset points",
-                        xytext=(5, 5), fontsize=8, zorder=6)
+            ax.annotate(
+                str(epochs[i]),
+                (p[i, 0], p[i, 1]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+                zorder=6,
+            )
     ax.set_xlabel(xlabel if xlabel is not None else one.axis_label(0))
     ax.set_ylabel(ylabel if ylabel is not None else one.axis_label(1))
     ax.legend(loc="best")
@@ -328,7 +346,7 @@ def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int 
     suffix = path.suffix.lower().lstrip(".")
     if fmt is None:
         fmt = suffix
-        if fmt not in FIG_FORMATS:
+        if not fmt:
             raise LandscapeError(
                 f"{path}: cannot tell the figure format from the suffix; end the name in "
                 f"{', '.join('.' + f for f in FIG_FORMATS)} or pass fmt"
@@ -337,11 +355,14 @@ def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int 
     if fmt not in FIG_FORMATS:
         raise LandscapeError(unknown_name_message("figure format", fmt, FIG_FORMATS))
     if suffix in FIG_FORMATS and suffix != fmt:
-        raise LandscapeError(f"{path}: suffix .{suffix} does not match format {fmt!r}; make them agree")
+        raise LandscapeError(
+            f"{path}: suffix .{suffix} does not match format {fmt!r}; make them agree"
+        )
     if suffix != fmt:
         path = path.with_name(f"{path.name}.{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=fmt, dpi=dpi)
+    # A tight box keeps 3D axis labels that stick out of the axes' own box.
+    fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     # Our figures are not registered with pyplot and are freed when dropped; one made through
     # pyplot is held by it until closed.
     pyplot = sys.modules.get("matplotlib.pyplot")
@@ -384,8 +405,16 @@ def plot_file(
         all_metrics = kind == "line" and metric is None and surf.repeats == 1
         tag = "all" if all_metrics else name
         for r in draws:
-            fig = plot_surface(surf, kind, None if all_metrics else name, vmin=vmin, vmax=vmax,
-                               levels=levels, log=log, repeat=r)
+            fig = plot_surface(
+                surf,
+                kind,
+                None if all_metrics else name,
+                vmin=vmin,
+                vmax=vmax,
+                levels=levels,
+                log=log,
+                repeat=r,
+            )
             suffix = f"_r{r}" if len(draws) > 1 else ""
             written.append(save_figure(fig, out / f"{stem}_{tag}_{kind}{suffix}.{fmt}", dpi=dpi))
     return written
@@ -439,7 +468,9 @@ def _scaled(value: float, log: bool, what: str) -> float:
     if not log:
         return float(value)
     if value <= 0:
-        raise LandscapeError(f"{what} {value} is not positive, so it has no log; drop log or raise it")
+        raise LandscapeError(
+            f"{what} {value} is not positive, so it has no log; drop log or raise it"
+        )
     return float(np.log10(value))
 
 
@@ -467,7 +498,9 @@ def _color_range(
         if _is_loss(metric) and not log:
             cap = dmin + _ROBUST_SPAN * (float(np.median(finite)) - dmin)
             if cap > lo:
-                hi = min(hi, cap)
+                # The largest value under the cap: a smooth rim ends near the cap, while a
+                # few outliers above it do not stretch the scale at all.
+                hi = float(finite[finite <= cap].max())
     if hi <= lo:
         if vmin is not None or vmax is not None:
             raise LandscapeError(
@@ -486,11 +519,21 @@ def _levels(levels: Levels, lo: float, hi: float, log: bool) -> np.ndarray:
     if isinstance(levels, int | np.integer):
         if levels < 2:
             raise LandscapeError(f"levels must be at least 2, got {levels}")
-        return np.linspace(lo, hi, int(levels))
+        ticks = MaxNLocator(nbins=max(int(levels) - 1, 1), steps=[1, 2, 2.5, 5, 10]).tick_values(
+            lo, hi
+        )
+        tol = 1e-9 * (hi - lo)
+        inner = ticks[(ticks > lo + tol) & (ticks < hi - tol)]
+        return np.concatenate([[lo], inner, [hi]])
     arr = np.array([_scaled(v, log, "level") for v in levels], dtype=np.float64)
     if arr.size < 2 or np.any(np.diff(arr) <= 0):
         raise LandscapeError(f"levels must be 2 or more increasing numbers, got {list(levels)}")
     return arr
+
+
+def _band_range(kind: str, lo: float, hi: float, levels: np.ndarray) -> tuple[float, float]:
+    """The values a panel colours: filled contours stop at their outer levels."""
+    return (float(levels[0]), float(levels[-1])) if kind == "contourf" else (lo, hi)
 
 
 def _extend(z: np.ma.MaskedArray, lo: float, hi: float) -> str:
@@ -527,9 +570,11 @@ def _draw_2d(
         raise LandscapeError(f"{surf.path}: a 2D plot needs at least 2 points along each axis")
     if kind == "contour":
         mappable = ax.contour(x, y, z, levels=levels, cmap=CMAP, vmin=lo, vmax=hi, linewidths=0.9)
-        # Every third level carries a number: all 30 would crowd the lines.
-        step = max(1, len(levels) // 10)
-        ax.clabel(mappable, levels[::step], inline=True, fmt="%.3g", fontsize=7)
+        # About ten round levels carry a number: labels on all 30 would crowd the lines, and
+        # the end levels are the data's own (unround) extremes.
+        inner = levels[1:-1] if len(levels) > 2 else levels
+        step = max(1, len(inner) // 10)
+        ax.clabel(mappable, inner[::step], inline=True, fmt="%.3g", fontsize=7)
     elif kind == "contourf":
         mappable = ax.contourf(x, y, z, levels=levels, cmap=CMAP, extend=extend)
     elif kind == "heatmap":
@@ -537,20 +582,31 @@ def _draw_2d(
         # and y grows upwards (origin lower).
         mappable = ax.pcolormesh(x, y, z, shading="nearest", cmap=CMAP, vmin=lo, vmax=hi)
     else:
-        # plot_surface ignores masks; NaN vertices are dropped instead.  Values above the range
-        # become NaN (a hole) rather than a spike, values below it sit on the floor.
+        # plot_surface ignores masks but drops NaN corners, so a face next to a hole is drawn
+        # from its valid corners only.  Values above the range become NaN (a hole) rather than
+        # a spike off the axes; values below it sit on the floor.
         zz = z.filled(np.nan)
         with np.errstate(invalid="ignore"):
             zz = np.where(zz > hi, np.nan, np.maximum(zz, lo))
         xx, yy = np.meshgrid(x, y)
         mappable = ax.plot_surface(
-            xx, yy, zz, cmap=CMAP, vmin=lo, vmax=hi, linewidth=0, antialiased=False,
-            rcount=min(len(y), 200), ccount=min(len(x), 200),
+            xx,
+            yy,
+            zz,
+            cmap=CMAP,
+            vmin=lo,
+            vmax=hi,
+            linewidth=0,
+            antialiased=False,
+            rcount=min(len(y), 200),  # the default 50 would blur grids finer than 50 x 50
+            ccount=min(len(x), 200),
         )
         ax.set_xlim(x.min(), x.max())
         ax.set_ylim(y.min(), y.max())
         ax.set_zlim(lo, hi)
-        ax.set_zlabel(label)
+        # Fewer ticks: the default crowds the foreshortened x and y axes.
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel(surf.axis_label(0))
     ax.set_ylabel(surf.axis_label(1))
     if kind != "surface3d":
@@ -568,7 +624,8 @@ def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _colorbar(fig: Figure, mappable: Any, axes: list[Any], label: str, kind: str, ext: str) -> None:
-    kw: dict[str, Any] = {"ax": axes, "label": label}
+    # Round ticks: the default for filled contours would be the (unround) level boundaries.
+    kw: dict[str, Any] = {"ax": axes, "label": label, "ticks": MaxNLocator(8)}
     if kind == "surface3d":
         kw["shrink"] = 0.7  # 3D axes leave empty space above and below
     if kind != "contourf":
@@ -613,8 +670,14 @@ def _plot_line(
     def curve(ax: Axes, name: str, color: str) -> None:
         v = np.asarray(surf.metrics[name], dtype=np.float64)
         style = styles[splits.index(name.rsplit("_", 1)[0]) % len(styles)]
-        ax.plot(surf.x, np.where(np.isfinite(v), v, np.nan), style, color=color, lw=1.6,
-                label=metric_label(name))
+        ax.plot(
+            surf.x,
+            np.where(np.isfinite(v), v, np.nan),
+            style,
+            color=color,
+            lw=1.6,
+            label=metric_label(name),
+        )
 
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
@@ -623,7 +686,9 @@ def _plot_line(
         curve(ax, n, "C0")
     left_vals = np.concatenate([np.asarray(surf.metrics[n], dtype=np.float64) for n in left])
     _limit_y(ax, left_vals, left[0], log and bool(losses), vmin, vmax)
-    ax.set_ylabel(metric_label(left[0]) if len(left) == 1 else ("loss" if losses else "accuracy (%)"))
+    ax.set_ylabel(
+        metric_label(left[0]) if len(left) == 1 else ("loss" if losses else "accuracy (%)")
+    )
     if losses:
         ax.yaxis.label.set_color("C0")
     handles, labels = ax.get_legend_handles_labels()
@@ -633,8 +698,10 @@ def _plot_line(
             curve(ax2, n, "C1")
         ax2.set_ylabel("accuracy (%)", color="C1")
         h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="best")
+        # Below the plot: "best" on one axis cannot see the curves of the twin axis.
+        fig.legend(handles + h2, labels + l2, loc="outside lower center", ncol=min(4, len(names)))
+    else:
+        ax.legend(handles, labels, loc="best")
     ax.set_xlabel(surf.axis_label(0))
     ax.grid(alpha=0.3)
     ax.set_title(title if title is not None else surface_name(surf))

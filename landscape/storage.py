@@ -145,7 +145,14 @@ class SurfaceWriter:
         import h5py
 
         self.path = str(path)
-        self._f = h5py.File(self.path, "r+")
+        try:
+            self._f = h5py.File(self.path, "r+")
+        except BlockingIOError:
+            # HDF5's lock: another process writes this file, and two writers would lose points.
+            raise LandscapeError(
+                f"{path} is being written by another process: wait for it to finish, "
+                "or choose another output path"
+            ) from None
 
     def write(self, values: Mapping[str, np.ndarray], index: tuple[np.ndarray, ...]) -> None:
         """Store metric values at fancy `index`, then mark them done, then flush to disk."""
@@ -242,13 +249,16 @@ def _read_ours(f: Any, path: str) -> SurfaceData:
             "upgrade landscape to read it"
         )
     names = [str(n) for n in attrs.get("metrics", [])]
+    # `done` first: a writer stores values before marking them done, so a point read as done
+    # while a run is still writing already holds its value.
+    done = f["done"][...].astype(bool)
     metrics = {n: f[n][...] for n in names if n in f}
     y = f["y"][...] if "y" in f else None
     return SurfaceData(
         x=f["x"][...],
         y=y,
         metrics=metrics,
-        done=f["done"][...].astype(bool),
+        done=done,
         attrs=attrs,
         path=path,
         repeats=int(attrs.get("repeats", 1)),
@@ -282,9 +292,16 @@ def _open(path: str | Path) -> Iterator[Any]:
     if not Path(path).exists():
         raise LandscapeError(f"{path}: no such file")
     try:
-        f = h5py.File(str(path), "r")
+        # Without HDF5's file lock: a run that is writing the file holds it, and readers (plots,
+        # progress checks, the resume check) must still get in.
+        f = h5py.File(str(path), "r", locking=False)
     except OSError as e:
-        raise LandscapeError(f"{path}: cannot open as HDF5 ({e})") from None
+        try:
+            # HDF5 insists on the same locking flags when this process already has the file open
+            # (a SurfaceWriter here); reading through that open file needs no lock of its own.
+            f = h5py.File(str(path), "r")
+        except OSError:
+            raise LandscapeError(f"{path}: cannot open as HDF5 ({e})") from None
     try:
         yield f
     finally:
@@ -300,8 +317,14 @@ def _to_numpy(t: Any) -> np.ndarray:
 def _attr_value(value: Any) -> Any:
     if value is None:
         return "None"
+    if isinstance(value, str):
+        # str subclasses (torch.__version__ is a TorchVersion) would become a numpy '<U' array.
+        return str(value)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return [str(v) for v in value]
+        import h5py
+
+        # A plain list of str becomes a numpy '<U' array, which HDF5 cannot store.
+        return np.array([str(v) for v in value], dtype=h5py.string_dtype())
     if isinstance(value, (list, tuple)):
         return np.asarray(value)
     return value

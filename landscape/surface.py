@@ -78,14 +78,18 @@ def build_directions(
     model: nn.Module,
     repeat: int,
     n: int,
+    checkpoints: Sequence[str | Path] = (),
 ) -> tuple[dict[str, Tensor], list[Direction]]:
-    """The origin weights and the n directions of one draw; lines and planes move the origin."""
+    """The origin weights and the n directions of one draw; lines and planes move the origin.
+
+    `checkpoints` are the resolved paths of dcfg.checkpoints (for lines and planes).
+    """
     targets = target_tensors(model, dcfg.dir_type)
     if dcfg.kind == "random":
         dirs = random_directions(targets, n, dcfg.norm, dcfg.ignore, seed=dcfg.seed + repeat)
         origin = {k: t.detach().clone() for k, t in targets.items()}
     else:
-        states = [_checkpoint_targets(p, model, dcfg.dir_type) for p in dcfg.checkpoints]
+        states = [_checkpoint_targets(str(p), model, dcfg.dir_type) for p in checkpoints]
         origin = states[0]
         dirs = [difference(states[0], states[1])] if dcfg.kind == "line" else plane_directions(*states)
     if dcfg.orthogonalize and len(dirs) == 2:
@@ -186,7 +190,8 @@ def compute_surface(
     x, y = grid_axes(scfg)
     ndir = 1 if y is None else 2
     targets = target_tensors(model, scfg.directions.dir_type)
-    draws = [build_directions(scfg.directions, model, k, ndir) for k in range(scfg.repeats)]
+    refs = [cfg.resolve_checkpoint(c) for c in scfg.directions.checkpoints]
+    draws = [build_directions(scfg.directions, model, k, ndir, refs) for k in range(scfg.repeats)]
 
     if dist_info.rank == 0:
         if path.exists() and overwrite:

@@ -58,7 +58,9 @@ def lr_at(epoch: int, t: TrainConfig) -> float:
 
 def _train_fingerprint(cfg: Config) -> dict[str, Any]:
     d = cfg.to_dict()
-    return {"model": d["model"], "data": {k: v for k, v in d["data"].items() if k != "root"},
+    # Where the data lives and whether it may be downloaded do not change the weights.
+    data = {k: v for k, v in d["data"].items() if k not in ("root", "download")}
+    return {"model": d["model"], "data": data,
             "train": {k: v for k, v in d["train"].items() if k != "workers"}}
 
 
@@ -107,17 +109,19 @@ def train(
     model = build_model(cfg).to(dev)
     opt = make_optimizer(model, t)
     start = 0
+    # Kept from last.pt: an interruption after the last epoch leaves no epoch to recompute them.
+    metrics: dict[str, float] = {}
     if last.exists():
         ck = load_checkpoint(last)
         load_state_into(model, ck["state_dict"], str(last))
         opt.load_state_dict(ck["optimizer"])
         start = int(ck["epoch"])
+        metrics = dict(ck.get("metrics") or {})
         log(f"resuming from {last} at epoch {start}")
     else:
         _save(ckdir / "epoch_000.pt", model, cfg, margs, 0, {}, fp)
     _rewrite_csv(cfg.run_dir / "metrics.csv", start)
     loss_fn = make_loss("crossentropy")
-    metrics: dict[str, float] = {}
     bar = _progress(start, t.epochs, progress, cfg.run or cfg.name)
     for epoch in range(start, t.epochs):
         tic = time.perf_counter()
@@ -167,7 +171,7 @@ def _train_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += float(loss) * len(yb)
+        total += float(loss.detach()) * len(yb)
         correct += int((out.argmax(1) == yb).sum())
         n += len(yb)
     return total / n, 100.0 * correct / n

@@ -146,7 +146,8 @@ def _direction_matrix(
     if not directions:
         raise LandscapeError("no directions given; pass at least one direction")
     device = final[names[0]].device
-    mat = torch.stack([flatten(d, names).to(torch.float64, device) for d in directions], dim=1)
+    columns = [flatten(d, names).to(device=device, dtype=torch.float64) for d in directions]
+    mat = torch.stack(columns, dim=1)  # (P, k)
     sv = torch.linalg.svdvals(mat)
     if float(sv[-1]) <= 1e-10 * float(sv[0]):
         raise LandscapeError(

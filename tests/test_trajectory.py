@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from landscape.errors import LandscapeError
 from landscape.trajectory import (
     flatten,
-    pca_directions,
     path_residual,
+    pca_directions,
     plot_range,
     project_path,
     select_names,
@@ -22,7 +22,12 @@ from landscape.trajectory import (
 )
 
 # 1800 + 200 = 2000 selected weights, plus two 1-D tensors that "biasbn" ignores.
-SHAPES = {"conv.weight": (20, 10, 3, 3), "bn.weight": (20,), "fc.weight": (10, 20), "fc.bias": (10,)}
+SHAPES = {
+    "conv.weight": (20, 10, 3, 3),
+    "bn.weight": (20,),
+    "fc.weight": (10, 20),
+    "fc.bias": (10,),
+}
 NAMES = ["conv.weight", "fc.weight"]
 T = 25
 
@@ -35,7 +40,7 @@ def _spiral() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _planted(noise: float = 1e-7, seed: int = 0) -> dict:
-    """w_t = w_final + a_t u + b_t v (+ noise) on the selected weights; 1-D tensors wander freely."""
+    """w_t = w_final + a_t u + b_t v (+ noise) on the selected weights; 1-D tensors wander."""
     gen = torch.Generator().manual_seed(seed)
     final = {n: torch.randn(s, generator=gen, dtype=torch.float64) for n, s in SHAPES.items()}
     basis, _ = torch.linalg.qr(torch.randn(2000, 3, generator=gen, dtype=torch.float64))
@@ -122,7 +127,11 @@ def test_path_residual_is_small_in_plane_and_one_off_it() -> None:
     residual = path_residual(case["path"], case["final"], dirs, coords)
     assert residual.shape == (T,)
     assert residual[-1] == 0.0  # the final point, by definition
-    assert residual.max() < 1e-5
+    # What the plane misses is the planted noise, about 1e-7 * sqrt(2000) in norm.
+    for t, w in enumerate(case["path"][:-1]):
+        dist = float((flatten(w, NAMES) - flatten(case["final"], NAMES)).norm())
+        assert residual[t] * dist < 1e-7 * math.sqrt(2000) * 1.5
+    assert residual[0] < 1e-5
     # A path along the third basis vector, orthogonal to the plane, is missed entirely.
     final = case["final"]
     off = [case["d"](flatten(final, NAMES) + s * case["w"]) for s in (1.0, -2.0)]
@@ -130,8 +139,9 @@ def test_path_residual_is_small_in_plane_and_one_off_it() -> None:
         for n in ("bn.weight", "fc.bias"):
             point[n] = final[n]
     off_coords = project_path(off, final, dirs)
-    np.testing.assert_allclose(off_coords, 0.0, atol=1e-12)
-    np.testing.assert_allclose(path_residual(off, final, dirs, off_coords), 1.0)
+    # Not exactly 0: the PCA plane carries a trace of the planted noise.
+    np.testing.assert_allclose(off_coords, 0.0, atol=1e-6)
+    np.testing.assert_allclose(path_residual(off, final, dirs, off_coords), 1.0, rtol=1e-9)
 
 
 def test_trajectory_mistakes_raise_landscape_error() -> None:
@@ -161,7 +171,7 @@ def test_select_names() -> None:
     }
     assert select_names(weights) == ["conv.weight", "fc.weight"]
     assert select_names(weights, "none") == ["conv.weight", "conv.bias", "fc.weight"]
-    with pytest.raises(LandscapeError, match="'biasbn'.*choose from: biasbn, none|biasbn"):
+    with pytest.raises(LandscapeError, match="choose from: biasbn, none"):
         select_names(weights, "bias")
     with pytest.raises(LandscapeError, match="ignore='none'"):
         select_names({"b": torch.zeros(3)})

@@ -1,0 +1,370 @@
+"""Tests of landscape.plot: every kind renders, scales are shared, bad data is masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
+from matplotlib.contour import ContourSet
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+from matplotlib.text import Annotation
+
+from landscape import plot
+from landscape.errors import LandscapeError
+from landscape.storage import SurfaceData, SurfaceWriter, create_surface_file, read_surface
+
+NX, NY = 7, 5  # deliberately not square, so a swapped axis shows up as a shape error
+DPI = 60  # small images keep the tests fast; content checks do not need more
+
+
+def bowl_values() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.linspace(-1.0, 1.0, NX)
+    y = np.linspace(-0.5, 0.5, NY)
+    xx, yy = np.meshgrid(x, y)  # (NY, NX): rows are y
+    return x, y, xx**2 + 2 * yy**2
+
+
+def surface(z: np.ndarray, name: str, **metrics: np.ndarray) -> SurfaceData:
+    x, y, _ = bowl_values()
+    return SurfaceData(
+        x=x, y=y, metrics={"train_loss": z, **metrics}, done=np.isfinite(z), path=f"/tmp/{name}.h5"
+    )
+
+
+@pytest.fixture
+def bowl() -> SurfaceData:
+    z = bowl_values()[2]
+    return surface(z, "bowl", train_acc=100 - 20 * z)
+
+
+@pytest.fixture
+def broken() -> SurfaceData:
+    """The bowl with a point not computed (NaN), one diverged (inf) and one huge."""
+    z = bowl_values()[2].copy()
+    z[0, 0] = np.nan
+    z[1, 5] = np.inf
+    z[4, 6] = 1e30
+    return surface(z, "broken")
+
+
+@pytest.fixture
+def line() -> SurfaceData:
+    x = np.linspace(-1.0, 1.0, 11)
+    metrics = {
+        "train_loss": x**2,
+        "test_loss": x**2 + 0.3,
+        "train_acc": 100 - 30 * x**2,
+        "test_acc": 90 - 30 * x**2,
+    }
+    return SurfaceData(x=x, y=None, metrics=metrics, done=np.ones(11, bool), path="/tmp/line.h5")
+
+
+@pytest.fixture
+def repeats() -> SurfaceData:
+    x = np.linspace(-1.0, 1.0, 11)
+    vals = np.stack([(1 + 0.2 * k) * x**2 for k in range(3)])  # (K, nx)
+    return SurfaceData(
+        x=x,
+        y=None,
+        metrics={"train_loss": vals},
+        done=np.ones((3, 11), bool),
+        path="/tmp/rep.h5",
+        repeats=3,
+    )
+
+
+def check_png(path: Path, min_colors: int = 2) -> np.ndarray:
+    """The file is a readable, non-empty PNG that is not one flat colour."""
+    assert path.suffix == ".png" and path.stat().st_size > 0
+    img = imread(path)
+    assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
+    colors = np.unique(img[..., :3].reshape(-1, 3), axis=0)
+    assert len(colors) >= min_colors, f"{path.name}: only {len(colors)} colours"
+    return img
+
+
+def main_axes(fig: Figure) -> list:
+    """Panels without colour bars (a colour bar axes carries the `_colorbar` attribute)."""
+    return [ax for ax in fig.axes if not hasattr(ax, "_colorbar")]
+
+
+def artists_of(ax, cls: type) -> list:
+    return [c for c in ax.get_children() if isinstance(c, cls)]
+
+
+@pytest.mark.parametrize("kind", plot.KINDS_2D)
+@pytest.mark.parametrize("which", ["bowl", "broken"])
+def test_every_2d_kind_renders(kind: str, which: str, request, tmp_path: Path) -> None:
+    surf = request.getfixturevalue(which)
+    fig = plot.plot_surface(surf, kind)
+    n_cbar = 0 if kind == "contour" else 1
+    assert len(main_axes(fig)) == 1 and len(fig.axes) == 1 + n_cbar
+    assert main_axes(fig)[0].get_title() == f"{which}: train loss"
+    if n_cbar:
+        assert fig.axes[1].get_ylabel() == "train loss"
+    out = plot.save_figure(fig, tmp_path / f"{kind}.png", dpi=DPI)
+    # A 3D surface is shaded face by face, so a real render has many distinct colours.
+    check_png(out, min_colors=40 if kind == "surface3d" else 3)
+
+
+def test_surface3d_uses_a_real_3d_axes_and_clips(broken: SurfaceData) -> None:
+    fig = plot.plot_surface(broken, "surface3d")
+    ax = main_axes(fig)[0]
+    assert ax.name == "3d"
+    lo, hi = ax.get_zlim()
+    # The huge 1e30 point must not set the scale: the robust vmax keeps the basin visible.
+    assert hi < 10
+    faces = ax.collections[0].get_array()
+    assert len(faces) > 0 and np.all(np.isfinite(faces)) and faces.max() <= hi
+
+
+def test_heatmap_masks_non_finite(broken: SurfaceData) -> None:
+    fig = plot.plot_surface(broken, "heatmap")
+    (mesh,) = artists_of(main_axes(fig)[0], QuadMesh)
+    arr = mesh.get_array()
+    assert arr.shape == (NY, NX)
+    z = broken.metrics["train_loss"]
+    np.testing.assert_array_equal(np.ma.getmaskarray(arr), ~np.isfinite(z))
+
+
+def test_contour_default_levels_are_robust_and_labelled(broken: SurfaceData) -> None:
+    fig = plot.plot_surface(broken, "contour")
+    ax = main_axes(fig)[0]
+    (cs,) = artists_of(ax, ContourSet)
+    finite = broken.metrics["train_loss"][np.isfinite(broken.metrics["train_loss"])]
+    assert cs.levels[0] == pytest.approx(finite.min())
+    assert cs.levels[-1] < 10  # not stretched to 1e30
+    assert 15 <= len(cs.levels) <= 32  # round steps: between half and all of the 30 asked
+    assert len(cs.labelTexts) > 0
+    assert ax.get_xlabel() == "filter-normalized direction 1"
+    assert ax.get_ylabel() == "filter-normalized direction 2"
+
+
+def test_explicit_levels_and_log(bowl: SurfaceData) -> None:
+    fig = plot.plot_surface(bowl, "contour", levels=[0.5, 1.0, 1.5], vmax=2.0)
+    (cs,) = artists_of(main_axes(fig)[0], ContourSet)
+    np.testing.assert_allclose(cs.levels, [0.5, 1.0, 1.5])
+
+    fig = plot.plot_surface(bowl, "heatmap", log=True)
+    (mesh,) = artists_of(main_axes(fig)[0], QuadMesh)
+    arr = mesh.get_array()
+    # The bowl is 0 at the origin: log10 of it is masked, everything else is log10(z).
+    z = bowl.metrics["train_loss"]
+    np.testing.assert_array_equal(np.ma.getmaskarray(arr), z <= 0)
+    np.testing.assert_allclose(arr.compressed(), np.log10(z[z > 0]))
+    assert fig.axes[1].get_ylabel() == "log10 train loss"
+
+
+def test_metric_choice_and_errors(bowl: SurfaceData, line: SurfaceData) -> None:
+    fig = plot.plot_surface(bowl, "heatmap", "train_acc")
+    assert fig.axes[1].get_ylabel() == "train acc (%)"
+    with pytest.raises(LandscapeError, match="did you mean train_loss"):
+        plot.plot_surface(bowl, "contour", "trian_loss")
+    with pytest.raises(LandscapeError, match="does not fit a 2D surface"):
+        plot.plot_surface(bowl, "line")
+    with pytest.raises(LandscapeError, match="does not fit a 1D surface"):
+        plot.plot_surface(line, "contour")
+    with pytest.raises(LandscapeError, match="unknown plot kind 'contours'"):
+        plot.plot_surface(bowl, "contours")
+    with pytest.raises(LandscapeError, match="vmin"):
+        plot.plot_surface(bowl, "contour", vmin=2.0, vmax=1.0)
+    with pytest.raises(LandscapeError, match="levels"):
+        plot.plot_surface(bowl, "contour", levels=[1.0, 0.5])
+    empty = surface(np.full((NY, NX), np.nan), "empty")
+    with pytest.raises(LandscapeError, match="empty.h5: metric 'train_loss' has no finite values"):
+        plot.plot_surface(empty, "heatmap")
+
+
+def test_line_has_loss_and_accuracy_axes(line: SurfaceData, tmp_path: Path) -> None:
+    fig = plot.plot_surface(line, "line")
+    ax, twin = fig.axes
+    assert [ln.get_label() for ln in ax.get_lines()] == ["train loss", "test loss"]
+    assert [ln.get_label() for ln in twin.get_lines()] == ["train acc (%)", "test acc (%)"]
+    assert [ln.get_linestyle() for ln in ax.get_lines()] == ["-", "--"]
+    assert twin.get_ylabel() == "accuracy (%)"
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 4
+    check_png(plot.save_figure(fig, tmp_path / "line.png", dpi=DPI), min_colors=3)
+
+
+def test_line_with_repeats_overlays_every_draw(repeats: SurfaceData, tmp_path: Path) -> None:
+    fig = plot.plot_surface(repeats, "line")
+    (ax,) = fig.axes
+    lines = ax.get_lines()
+    assert len(lines) == 4  # three draws and their median
+    np.testing.assert_allclose(lines[2].get_ydata(), repeats.metrics["train_loss"][2])
+    np.testing.assert_allclose(lines[3].get_ydata(), repeats.metrics["train_loss"][1])
+    check_png(plot.save_figure(fig, tmp_path / "rep.png", dpi=DPI), min_colors=3)
+
+
+@pytest.mark.parametrize("kind", plot.KINDS_2D)
+def test_compare_shares_one_scale(
+    kind: str, bowl: SurfaceData, broken: SurfaceData, tmp_path: Path
+) -> None:
+    fig = plot.plot_compare([bowl, broken, bowl], kind, titles=["a", "b", "c"])
+    panels = main_axes(fig)
+    assert len(panels) == 3
+    assert len(fig.axes) == 3 + (0 if kind == "contour" else 1)  # one shared colour bar
+    assert [ax.get_title() for ax in panels] == ["a", "b", "c"]
+    if kind in ("contour", "contourf"):
+        sets = [artists_of(ax, ContourSet)[0] for ax in panels]
+        for cs in sets[1:]:
+            np.testing.assert_array_equal(cs.levels, sets[0].levels)
+    elif kind == "heatmap":
+        clims = {artists_of(ax, QuadMesh)[0].get_clim() for ax in panels}
+        assert len(clims) == 1
+    else:
+        assert len({ax.get_zlim() for ax in panels}) == 1
+    if kind == "contourf":
+        check_png(plot.save_figure(fig, tmp_path / "cmp.png", dpi=DPI), min_colors=10)
+
+
+def test_compare_levels_come_from_the_union(bowl: SurfaceData) -> None:
+    steep = surface(3 * bowl.metrics["train_loss"], "steep")
+    fig = plot.plot_compare([bowl, steep], "contour")
+    first, second = (artists_of(ax, ContourSet)[0] for ax in main_axes(fig))
+    np.testing.assert_array_equal(first.levels, second.levels)
+    # The bowl's own panel reaches levels only the steeper surface has.
+    assert first.levels[0] == 0.0 and first.levels[-1] > 2 * bowl.metrics["train_loss"].max()
+
+
+def test_compare_1d_and_errors(line: SurfaceData, bowl: SurfaceData) -> None:
+    fig = plot.plot_compare([line, line], titles=["sgd", "adam"])
+    (ax,) = fig.axes
+    assert [ln.get_label() for ln in ax.get_lines()] == ["sgd", "adam"]
+    with pytest.raises(LandscapeError, match="cannot compare 1D with 2D"):
+        plot.plot_compare([line, bowl])
+    with pytest.raises(LandscapeError, match="2 titles for 1 surfaces"):
+        plot.plot_compare([bowl], titles=["a", "b"])
+    with pytest.raises(LandscapeError, match="at least one"):
+        plot.plot_compare([])
+
+
+def test_trajectory_draws_path_and_epochs(bowl: SurfaceData, tmp_path: Path) -> None:
+    path = np.column_stack([np.linspace(0.9, 0.0, 10), np.linspace(0.4, 0.0, 10)])
+    epochs = list(range(0, 100, 10))
+    fig = plot.plot_trajectory(bowl, path, epochs, xlabel="PC1", ylabel="PC2")
+    (ax,) = fig.axes
+    (track,) = [ln for ln in ax.get_lines() if ln.get_label() == "optimizer path"]
+    np.testing.assert_allclose(track.get_xydata(), path)
+    notes = [t.get_text() for t in ax.texts if isinstance(t, Annotation)]  # not contour labels
+    assert notes[0] == "0" and notes[-1] == "90" and 2 <= len(notes) <= 6
+    assert ax.get_xlabel() == "PC1" and ax.get_ylabel() == "PC2"
+    check_png(plot.save_figure(fig, tmp_path / "traj.png", dpi=DPI), min_colors=5)
+    with pytest.raises(LandscapeError, match=r"shape \(n, 2\)"):
+        plot.plot_trajectory(bowl, np.zeros((4, 3)))
+    with pytest.raises(LandscapeError, match="3 epochs for 10"):
+        plot.plot_trajectory(bowl, path, [1, 2, 3])
+
+
+def test_heatmap_array(tmp_path: Path) -> None:
+    x, y, z = bowl_values()
+    ratio = z / 3
+    ratio[2, 2] = np.nan
+    fig = plot.plot_heatmap_array(x, y, ratio, "curvature", "|lambda_min / lambda_max|")
+    mesh = artists_of(fig.axes[0], QuadMesh)[0]
+    assert np.ma.getmaskarray(mesh.get_array()).sum() == 1
+    assert fig.axes[1].get_ylabel() == "|lambda_min / lambda_max|"
+    check_png(plot.save_figure(fig, tmp_path / "h.png", dpi=DPI), min_colors=3)
+    with pytest.raises(LandscapeError, match=r"expected \(len\(y\), len\(x\)\) = \(5, 7\)"):
+        plot.plot_heatmap_array(x, y, z.T, "t", "c")
+
+
+def test_save_figure_formats(bowl: SurfaceData, tmp_path: Path) -> None:
+    for fmt in ("pdf", "svg"):
+        out = plot.save_figure(plot.plot_surface(bowl, "heatmap"), tmp_path / "deep" / f"f.{fmt}")
+        assert out.exists() and out.parent.name == "deep"
+    assert (tmp_path / "deep" / "f.pdf").read_bytes().startswith(b"%PDF")
+    out = plot.save_figure(plot.plot_surface(bowl, "heatmap"), tmp_path / "run_lr=0.1", "png", DPI)
+    assert out.name == "run_lr=0.1.png"
+    check_png(out)
+    with pytest.raises(LandscapeError, match="unknown figure format 'jpg'"):
+        plot.save_figure(Figure(), tmp_path / "a.jpg")
+    with pytest.raises(LandscapeError, match="does not match format 'pdf'"):
+        plot.save_figure(Figure(), tmp_path / "a.png", fmt="pdf")
+    with pytest.raises(LandscapeError, match="cannot tell the figure format"):
+        plot.save_figure(Figure(), tmp_path / "a")
+
+
+def write_ours(
+    path: Path,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    metrics: dict[str, np.ndarray],
+    repeats: int = 1,
+) -> None:
+    ndirs = 1 if y is None else 2
+    dirs = [[{"layer.weight": np.zeros(3)} for _ in range(ndirs)] for _ in range(repeats)]
+    create_surface_file(path, x, y, list(metrics), dirs, {"title": "bowl run"})
+    shape = next(iter(metrics.values())).shape
+    index = tuple(i.ravel() for i in np.indices(shape))
+    with SurfaceWriter(path) as w:
+        w.write({n: v[index] for n, v in metrics.items()}, index)
+
+
+def test_plot_file_on_our_file(tmp_path: Path) -> None:
+    x, y, z = bowl_values()
+    src = tmp_path / "run" / "surf.h5"
+    src.parent.mkdir()
+    write_ours(src, x, y, {"train_loss": z, "train_acc": 100 - 20 * z})
+    written = plot.plot_file(src, dpi=DPI)
+    assert [p.name for p in written] == [f"surf_train_loss_{k}.png" for k in plot.KINDS_2D]
+    for p in written:
+        assert p.parent == src.parent
+        check_png(p, min_colors=3)
+    written = plot.plot_file(src, ["heatmap"], "train_acc", out_dir=tmp_path / "figs", fmt="svg")
+    assert written == [tmp_path / "figs" / "surf_train_acc_heatmap.svg"] and written[0].exists()
+    with pytest.raises(LandscapeError, match="does not fit a 2D surface"):
+        plot.plot_file(src, ["line"])
+
+
+def test_plot_file_draws_every_repeat_of_a_2d_file(tmp_path: Path) -> None:
+    x, y, z = bowl_values()
+    src = tmp_path / "rep2d.h5"
+    write_ours(src, x, y, {"train_loss": np.stack([z, 2 * z])}, repeats=2)
+    written = plot.plot_file(src, ["heatmap"], dpi=DPI)
+    assert [p.name for p in written] == [
+        "rep2d_train_loss_heatmap_r0.png",
+        "rep2d_train_loss_heatmap_r1.png",
+    ]
+    assert all(p.exists() for p in written)
+
+
+def test_plot_file_on_1d_file(tmp_path: Path) -> None:
+    x = np.linspace(-1, 1, 9)
+    src = tmp_path / "line.h5"
+    write_ours(src, x, None, {"train_loss": x**2, "train_acc": 100 - x**2})
+    (out,) = plot.plot_file(src, dpi=DPI)
+    assert out.name == "line_all_line.png"
+    check_png(out, min_colors=3)
+
+
+def test_plot_file_on_original_layout(tmp_path: Path) -> None:
+    x, y, z = bowl_values()
+    src = tmp_path / "orig.h5"
+    xx, yy = np.meshgrid(x, y)
+    with h5py.File(src, "w") as f:
+        f["xcoordinates"] = x
+        f["ycoordinates"] = y
+        # The original code allocates (nx, ny) and fills it by the flat index of meshgrid(x, y).
+        loss = xx**2 + 2 * yy**2  # (NY, NX)
+        for name, v in (("train_loss", loss), ("train_acc", 100 - 20 * loss)):
+            f[name] = v.ravel().reshape(NX, NY)
+    np.testing.assert_allclose(read_surface(src).metrics["train_loss"], z)
+    written = plot.plot_file(src, ["contour", "surface3d"], out_dir=tmp_path / "o", dpi=DPI)
+    assert [p.name for p in written] == [
+        "orig_train_loss_contour.png",
+        "orig_train_loss_surface3d.png",
+    ]
+    for p in written:
+        check_png(p, min_colors=3)
+
+
+def test_surface_name_prefers_title(bowl: SurfaceData) -> None:
+    assert plot.surface_name(bowl) == "bowl"
+    bowl.attrs["title"] = "ResNet-56"
+    assert plot.surface_name(bowl) == "ResNet-56"
+    assert plot.plot_surface(bowl, "contour").axes[0].get_title() == "ResNet-56: train loss"

@@ -1,0 +1,263 @@
+"""Tests for landscape.storage: our schema round-trips, the original code's files read right way round."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape import storage
+from landscape.errors import LandscapeError
+
+X = np.linspace(-1.0, 1.0, 5)  # nx = 5
+Y = np.linspace(-0.5, 0.5, 3)  # ny = 3: non-square, so a transposed read cannot pass
+
+
+def value(x: float, y: float) -> float:
+    """A surface whose every point is distinguishable and whose axes are not symmetric."""
+    return 10.0 + 3.0 * x + 7.0 * y + x * y
+
+
+def _original_2d(path: Path, unfinished: tuple[int, ...] = ()) -> None:
+    """A file as the paper's code writes it: (nx, ny) arrays filled by meshgrid(x, y) flat index."""
+    xm, ym = np.meshgrid(X, Y)  # (ny, nx)
+    losses = -np.ones((len(X), len(Y)))
+    accs = -np.ones((len(X), len(Y)))
+    for i, (xv, yv) in enumerate(zip(xm.ravel(), ym.ravel(), strict=True)):
+        if i in unfinished:
+            continue
+        losses.ravel()[i] = value(xv, yv)
+        accs.ravel()[i] = 50.0 + xv
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"] = X
+        f["ycoordinates"] = Y
+        f["train_loss"] = losses
+        f["train_acc"] = accs
+
+
+def test_original_2d_file_reads_as_iy_ix(tmp_path: Path) -> None:
+    path = tmp_path / "orig.h5"
+    _original_2d(path)
+    s = storage.read_surface(path)
+    assert s.ndim == 2 and s.shape == (3, 5)
+    assert s.metrics["train_loss"].shape == (3, 5)
+    for iy, yv in enumerate(Y):
+        for ix, xv in enumerate(X):
+            assert s.metrics["train_loss"][iy, ix] == value(xv, yv)
+            assert s.metrics["train_acc"][iy, ix] == 50.0 + xv
+    assert s.complete
+    assert s.attrs["source"] == "original"
+
+
+def test_original_unfinished_points_become_nan(tmp_path: Path) -> None:
+    path = tmp_path / "orig.h5"
+    _original_2d(path, unfinished=(6, 14))  # flat 6 = (iy 1, ix 1); flat 14 = (iy 2, ix 4)
+    s = storage.read_surface(path)
+    loss = s.metrics["train_loss"]
+    assert np.isnan(loss[1, 1]) and np.isnan(loss[2, 4])
+    assert np.isfinite(loss).sum() == 13
+    expected_done = np.ones((3, 5), dtype=bool)
+    expected_done[1, 1] = expected_done[2, 4] = False
+    np.testing.assert_array_equal(s.done, expected_done)
+    assert not s.complete
+
+
+def test_original_1d_file(tmp_path: Path) -> None:
+    path = tmp_path / "orig1d.h5"
+    x = np.linspace(-1, 1, 7)
+    loss = np.array([value(v, 0.0) for v in x])
+    loss[3] = -1
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"] = x
+        f["train_loss"] = loss
+        f["test_loss"] = loss + 1
+    s = storage.read_surface(path)
+    assert s.ndim == 1 and s.y is None and s.shape == (7,)
+    np.testing.assert_array_equal(s.x, x)
+    assert np.isnan(s.metrics["train_loss"][3])
+    assert s.metrics["test_loss"][0] == value(-1.0, 0.0) + 1
+    assert s.done.tolist() == [True, True, True, False, True, True, True]
+
+
+def test_original_file_without_metrics_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "coords_only.h5"
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"] = X
+    with pytest.raises(LandscapeError, match="train_loss"):
+        storage.read_surface(path)
+
+
+def _ours(path: Path, repeats: int = 1, y: np.ndarray | None = Y) -> list[list[dict[str, torch.Tensor]]]:
+    g = torch.Generator().manual_seed(0)
+    dirs = [
+        [
+            {"layer1.0.conv1.weight": torch.randn(4, 2, 3, 3, generator=g), "linear.bias": torch.zeros(10)}
+            for _ in range(2 if y is not None else 1)
+        ]
+        for _ in range(repeats)
+    ]
+    attrs = {
+        "title": "tiny",
+        "direction_seed": 3,
+        "orthogonalize": False,
+        "splits": ["train", "test"],
+        "samples": -1,
+        "note": None,
+        "created": "2025-01-01",
+    }
+    metrics = storage.metric_names(["train", "test"])
+    storage.create_surface_file(path, X, y, metrics, dirs, attrs)
+    return dirs
+
+
+def test_our_file_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    dirs = _ours(path)
+    s = storage.read_surface(path)
+    assert s.attrs["schema"] == storage.SCHEMA
+    assert s.attrs["schema_version"] == storage.SCHEMA_VERSION
+    assert s.attrs["axis_order"] == storage.AXIS_ORDER
+    assert s.attrs["title"] == "tiny" and s.attrs["direction_seed"] == 3
+    assert s.attrs["orthogonalize"] is False
+    assert s.attrs["splits"] == ["train", "test"]
+    assert s.attrs["note"] is None
+    assert sorted(s.metrics) == ["test_acc", "test_loss", "train_acc", "train_loss"]
+    for a in s.metrics.values():
+        assert a.shape == (3, 5) and np.isnan(a).all()
+    assert s.done.shape == (3, 5) and not s.done.any()
+    np.testing.assert_array_equal(s.x, X)
+    np.testing.assert_array_equal(s.y, Y)
+    assert storage.read_attrs(path)["title"] == "tiny"
+    stored = storage.read_directions(path)
+    assert len(stored) == 2
+    for got, want in zip(stored, dirs[0], strict=True):
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name].numpy())
+    assert not (tmp_path / "surface.h5.tmp").exists()
+
+
+def test_repeats_add_a_leading_axis(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    dirs = _ours(path, repeats=3, y=None)
+    s = storage.read_surface(path)
+    assert s.repeats == 3 and s.ndim == 1
+    assert s.metrics["train_loss"].shape == (3, 5) and s.done.shape == (3, 5)
+    with storage.SurfaceWriter(path) as w:
+        w.write({"train_loss": np.array([1.0, 2.0])}, (np.array([2, 0]), np.array([4, 1])))
+    one = storage.read_surface(path).repeat(2)
+    assert one.repeats == 1 and one.metrics["train_loss"][4] == 1.0 and one.done.sum() == 1
+    assert storage.read_surface(path).repeat(0).metrics["train_loss"][1] == 2.0
+    with pytest.raises(LandscapeError, match="out of range"):
+        s.repeat(3)
+    d1 = storage.read_directions(path, repeat=1)
+    np.testing.assert_array_equal(d1[0]["layer1.0.conv1.weight"], dirs[1][0]["layer1.0.conv1.weight"].numpy())
+    with pytest.raises(LandscapeError, match="repeat 5"):
+        storage.read_directions(path, repeat=5)
+
+
+def test_writer_puts_values_at_iy_ix_and_marks_them_done(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    iy, ix = np.array([2, 0, 1]), np.array([4, 3, 0])  # unsorted, as rounds of ranks arrive
+    vals = np.array([value(X[i], Y[j]) for j, i in zip(iy, ix, strict=True)])
+    with storage.SurfaceWriter(path) as w:
+        w.write({"train_loss": vals, "train_acc": vals / 100}, (iy, ix))
+        w.write({"train_loss": np.array([])}, (np.array([], dtype=int), np.array([], dtype=int)))
+        w.set_attrs({"finished": True})
+    s = storage.read_surface(path)
+    for j, i in zip(iy, ix, strict=True):
+        assert s.metrics["train_loss"][j, i] == value(X[i], Y[j])
+        assert s.metrics["train_acc"][j, i] == value(X[i], Y[j]) / 100
+        assert s.done[j, i]
+    assert s.done.sum() == 3
+    assert np.isnan(s.metrics["train_loss"][~s.done]).all()
+    assert s.attrs["finished"] is True
+
+
+def test_non_finite_values_are_stored_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    with storage.SurfaceWriter(path) as w:
+        w.write({"train_loss": np.array([np.inf, np.nan])}, (np.array([0, 0]), np.array([0, 1])))
+    s = storage.read_surface(path)
+    assert np.isposinf(s.metrics["train_loss"][0, 0]) and np.isnan(s.metrics["train_loss"][0, 1])
+    assert s.done[0, 0] and s.done[0, 1]
+
+
+def test_extra_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    assert storage.read_extra(path) == {}
+    path_xy = np.arange(12.0).reshape(6, 2)
+    storage.write_extra(path, "trajectory", path_xy, {"epochs": [0, 1, 2], "kind": "pca"})
+    storage.write_extra(path, "curvature", np.ones((3, 5)))
+    storage.write_extra(path, "curvature", np.zeros((3, 5)))  # replaces
+    extra = storage.read_extra(path)
+    assert sorted(extra) == ["curvature", "trajectory"]
+    np.testing.assert_array_equal(extra["trajectory"][0], path_xy)
+    assert extra["trajectory"][1]["kind"] == "pca"
+    np.testing.assert_array_equal(extra["trajectory"][1]["epochs"], [0, 1, 2])
+    assert not extra["curvature"][0].any()
+    # The surface itself is untouched.
+    assert storage.read_surface(path).metrics["train_loss"].shape == (3, 5)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = storage.SCHEMA_VERSION + 1
+    with pytest.raises(LandscapeError, match="upgrade"):
+        storage.read_surface(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an hdf5 file at all\n" * 10])
+def test_empty_or_foreign_file_is_a_landscape_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.h5"
+    path.write_bytes(content)
+    with pytest.raises(LandscapeError, match="bad.h5"):
+        storage.read_surface(path)
+    with pytest.raises(LandscapeError, match="bad.h5"):
+        storage.read_attrs(path)
+
+
+def test_missing_file_and_unrelated_hdf5(tmp_path: Path) -> None:
+    with pytest.raises(LandscapeError, match="no such file"):
+        storage.read_surface(tmp_path / "nope.h5")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["weights"] = np.ones(3)
+    with pytest.raises(LandscapeError, match="not a surface file"):
+        storage.read_surface(other)
+
+
+def test_file_is_readable_but_not_writable_while_a_writer_holds_it(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    reader = textwrap.dedent(
+        f"""
+        from landscape.errors import LandscapeError
+        from landscape.storage import SurfaceWriter, read_surface
+        s = read_surface({str(path)!r})
+        print(int(s.done.sum()), float(s.metrics["train_loss"][1, 2]))
+        try:
+            SurfaceWriter({str(path)!r})
+        except LandscapeError as e:
+            print("refused" if "another process" in str(e) else e)
+        """
+    )
+    with storage.SurfaceWriter(path) as w:
+        w.write({"train_loss": np.array([4.5])}, (np.array([1]), np.array([2])))
+        # In this process, and from another one (as `landscape plot` while a run goes on).
+        assert storage.read_surface(path).metrics["train_loss"][1, 2] == 4.5
+        out = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        # Reading is fine; a second writer is refused, since two would overwrite each other's points.
+        assert out.stdout.split() == ["1", "4.5", "refused"]
