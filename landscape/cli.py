@@ -57,14 +57,25 @@ def _load(config: str, overrides: tuple[str, ...], profile: str | None, out: str
           device: str | None) -> Any:
     from .config import load_config
 
-    extra = list(overrides)
+    cfg = load_config(config, list(overrides), profile)
     if out is not None:
-        extra.append(f"out={out}")
-    cfg = load_config(config, extra, profile)
+        cfg.out = out
     if device is not None:
         cfg.device = device
     _check_device(cfg.device)
     return cfg
+
+
+def _runs(cfg: Any, names: tuple[str, ...], device: str | None) -> list[Any]:
+    """The selected runs, each with the --device override and a usable device."""
+    from .config import select_runs
+
+    selected = select_runs(cfg, names)
+    for run in selected:
+        if device is not None:
+            run.device = device
+        _check_device(run.device)
+    return selected
 
 
 def _check_device(device: str) -> None:
@@ -112,11 +123,14 @@ def models() -> None:
 
     Example: landscape models
     """
+    import torch
+
     from .models import count_parameters, create_model, list_models, model_family
 
     click.echo(f"{'name':<20} {'family':<10} {'parameters':>12}")
     for name in list_models():
-        n = count_parameters(create_model(name, num_classes=10, in_channels=3))
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            n = count_parameters(create_model(name, num_classes=10, in_channels=3))
         click.echo(f"{name:<20} {model_family(name):<10} {n:>12,}")
 
 
@@ -131,10 +145,11 @@ def train(config: str, overrides: tuple[str, ...], profile: str | None, runs: tu
     Example: landscape train configs/quickstart.yaml --set train.epochs=5
     """
     from .config import select_runs
-    from .train import train as train_run
 
     cfg = _load(config, overrides, profile, out, device)
-    for run in select_runs(cfg, runs):
+    from .train import train as train_run
+
+    for run in _runs(cfg, runs, device):
         path = train_run(run, progress=_show_progress(quiet), log=_echo, overwrite=overwrite)
         click.echo(str(path))
 
@@ -151,12 +166,12 @@ def surface(config: str, overrides: tuple[str, ...], profile: str | None, runs: 
 
     Example: landscape surface configs/quickstart.yaml --set surface.x=[-1,1,11]
     """
-    from .config import select_runs
+    cfg = _load(config, overrides, profile, out, device)
+    selected = _runs(cfg, runs, device)
     from .surface import compute_surface
 
-    cfg = _load(config, overrides, profile, out, device)
     with _process_group(launcher, cfg.device) as dist_info:
-        for run in select_runs(cfg, runs):
+        for run in selected:
             bar = _bar_factory(quiet, f"surface {run.run or run.name}")
             path = compute_surface(run, overwrite=overwrite, progress=bar, dist_info=dist_info)
             if dist_info.rank == 0:
@@ -288,6 +303,7 @@ def reproduce(config: str, overrides: tuple[str, ...], profile: str | None, runs
     from .pipeline import reproduce as run_pipeline
 
     cfg = _load(config, overrides, profile, out, device)
+    _runs(cfg, runs, device)
     figures = run_pipeline(cfg, runs=runs, progress=_show_progress(quiet), log=_echo,
                            bar_factory=lambda desc: _bar_factory(quiet, desc))
     click.echo("figures:")

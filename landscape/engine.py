@@ -1,18 +1,36 @@
-"""Evaluating a model at points w + sum_i c_i d_i: weights set in place, data already on the device."""
+"""Evaluating a model at points w + sum_i c_i d_i fast: BN folding, channels-last, batched points.
+
+The user's model is moved in place (`move_to`) and restored bit for bit; the speed-ups run on a
+private copy of its structure (the "runner"), refreshed from the model's tensors at every point, so
+they never change the model itself. Evaluation data is either on the device (`EvalSet`) or read
+batch by batch from a Dataset (`StreamSet`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .directions import Direction
+from .errors import LandscapeError
+
+if TYPE_CHECKING:
+    from .config import EngineConfig
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+
+# Share of free host (or GPU) memory that evaluation tensors may take before they are streamed.
+MEMORY_SHARE = 0.25
 
 
 def make_loss(name: str) -> LossFn:
@@ -37,12 +55,24 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse what cannot run: fp16 autocast is for GPUs (the CPU's reduced precision is bf16)."""
+    if precision not in ("float32", "bf16", "fp16"):
+        raise LandscapeError(f"unknown precision {precision!r}; use float32, bf16 or fp16")
+    if precision == "fp16" and device.type == "cpu":
+        raise LandscapeError("precision fp16 needs a GPU; on the CPU use bf16 or float32")
+
+
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16/fp16 autocast for the forward pass; float32 runs as is."""
+    check_precision(device, precision)
     if precision == "float32":
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- evaluation data
 
 
 @dataclass
@@ -55,32 +85,321 @@ class EvalSet:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
 
-@torch.inference_mode()
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Consecutive slices (views, no copies) of at most batch_size examples."""
+        for start in range(0, len(self), batch_size):
+            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+
+
+class StreamSet:
+    """Evaluation data read from a Dataset batch by batch, for sets larger than memory.
+
+    The loader keeps its workers between passes (one pass per grid point) and pins host memory
+    when the device is a GPU, so copies overlap with compute.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int = 1000,
+        workers: int = 2,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def batches(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches on the device; the size is the loader's own (batch_size is ignored)."""
+        for xb, yb in self.loader:
+            x = torch.as_tensor(xb).to(self.device, torch.float32, non_blocking=True)
+            y = torch.as_tensor(yb).to(self.device, torch.int64, non_blocking=True)
+            yield x, y
+
+
+EvalData = EvalSet | StreamSet
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes that evaluation tensors may take on the device: a share of what is free now."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * MEMORY_SHARE)
+    return int(_available_host_memory() * MEMORY_SHARE)
+
+
+def _available_host_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def subset_indices(total: int, n: int | None, seed: int) -> Tensor:
+    """The sorted indices of the seeded subset of n examples (all when n is None).
+
+    The same choice as `data.dataset_to_tensors`, so streamed and in-memory sets hold the same
+    examples.
+    """
+    if n is None:
+        return torch.arange(total)
+    if n < 1 or n > total:
+        raise LandscapeError(
+            f"cannot take {n} examples from a data set of {total}; use 1 to {total}"
+        )
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(total, generator=g)[:n].sort().values
+
+
+def make_eval_set(
+    dataset: Dataset,
+    n: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    in_memory: str = "auto",
+    batch_size: int = 1000,
+    workers: int = 2,
+    max_bytes: int | None = None,
+) -> EvalData:
+    """The seeded subset of n examples, in memory when it fits in max_bytes, else streamed.
+
+    in_memory: 'auto' decides from the size (max_bytes defaults to a quarter of the free host or
+    GPU memory); 'on' and 'off' force it. A subset larger than the data set is all of it.
+    """
+    if in_memory not in ("auto", "on", "off"):
+        raise LandscapeError(f"in_memory must be auto, on or off, not {in_memory!r}")
+    dev = torch.device(device)
+    total = len(dataset)  # type: ignore[arg-type]
+    if n is not None:
+        n = min(n, total)
+    count = total if n is None else n
+    if in_memory == "auto":
+        budget = memory_budget(dev) if max_bytes is None else max_bytes
+        in_memory = "on" if count * _example_bytes(dataset) <= budget else "off"
+    if in_memory == "on":
+        from .data import dataset_to_tensors
+
+        x, y = dataset_to_tensors(dataset, n=n, seed=seed, batch_size=batch_size)
+        return EvalSet(x.to(dev), y.to(dev))
+    idx = subset_indices(total, n, seed)
+    subset = dataset if n is None else Subset(dataset, idx.tolist())
+    return StreamSet(subset, batch_size=batch_size, workers=workers, device=dev)
+
+
+def _example_bytes(dataset: Dataset) -> int:
+    """Bytes one example takes as float32 input plus an int64 label."""
+    x = torch.as_tensor(dataset[0][0])
+    return x.numel() * 4 + 8
+
+
+# ----------------------------------------------------------------------------- the forward loop
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """Let cuDNN pick the fastest kernels for the fixed shapes, then put the flag back."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def _to_format(x: Tensor, channels_last: bool) -> Tensor:
+    if channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _accumulate(
+    forward: Callable[[Tensor], Tensor],
+    data: EvalData,
+    loss_fn: LossFn,
+    batch_size: int,
+    precision: str,
+    channels_last: bool,
+    points: int,
+) -> list[tuple[float, float]]:
+    """(mean loss, accuracy %) per point; forward maps (B, ...) to (points, B, classes).
+
+    Sums stay on the device (float64 loss, int64 count), so a GPU is synchronized once per pass.
+    """
+    device = data.device
+    total_loss = torch.zeros(points, dtype=torch.float64, device=device)
+    correct = torch.zeros(points, dtype=torch.int64, device=device)
+    with torch.inference_mode(), _cudnn_autotune(device), autocast_context(device, precision):
+        for xb, yb in data.batches(batch_size):
+            out = forward(_to_format(xb, channels_last))  # (P, B, classes)
+            for p in range(points):
+                total_loss[p] += loss_fn(out[p], yb).double()
+                correct[p] += (out[p].argmax(dim=1) == yb).sum()
+    n = len(data)
+    losses, hits = total_loss.cpu().tolist(), correct.cpu().tolist()
+    return [(loss / n, 100.0 * hit / n) for loss, hit in zip(losses, hits, strict=True)]
+
+
 def evaluate(
     model: nn.Module,
-    data: EvalSet,
+    data: EvalData,
     loss_fn: LossFn,
     batch_size: int = 1000,
     precision: str = "float32",
+    *,
+    channels_last: bool = False,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy (percent) of the model as it is, accumulated in float64."""
-    device = data.x.device
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    with autocast_context(device, precision):
-        for start in range(0, len(data), batch_size):
-            xb = data.x[start : start + batch_size]
-            yb = data.y[start : start + batch_size]
-            out = model(xb)  # (B, classes)
-            total_loss += loss_fn(out, yb).double()
-            correct += (out.argmax(dim=1) == yb).sum()
-    n = len(data)
-    return float(total_loss) / n, 100.0 * float(correct) / n
+    """Mean loss and accuracy (percent) of the model as it is, accumulated in float64.
+
+    channels_last feeds images in NHWC layout, which the CPU and GPU convolutions run faster.
+    """
+    [result] = _accumulate(
+        lambda x: model(x).unsqueeze(0), data, loss_fn, batch_size, precision, channels_last, 1
+    )
+    return result
+
+
+# ----------------------------------------------------------------------------- BN folding
+
+
+@dataclass(frozen=True)
+class FoldPair:
+    """A convolution whose only consumer is an eval-mode BatchNorm, by qualified module name."""
+
+    conv: str
+    bn: str
+
+
+def _foldable_bn(bn: nn.Module, channels: int) -> bool:
+    return (
+        isinstance(bn, nn.modules.batchnorm._BatchNorm)
+        and not bn.training
+        and bn.running_mean is not None
+        and bn.running_var is not None
+        and bn.num_features == channels
+    )
+
+
+def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldPair]] | None:
+    """A traced copy of the model with each conv -> BN pair merged into one conv with a bias.
+
+    Pairs come from the traced graph, not from the order of definition: a conv qualifies only when
+    the BN is its sole consumer, so pre-activation BNs (BN before conv, as in DenseNet's bn1 or
+    PreResNet's bn1) and convs whose output also feeds a shortcut or a concat stay as they are.
+    Returns None when the model cannot be traced (data-dependent control flow).
+    """
+    import torch.fx as fx
+
+    runner = copy.deepcopy(model)
+    try:
+        gm = fx.symbolic_trace(runner)
+    except Exception:  # any tracing failure only means no folding
+        return None
+    modules = dict(gm.named_modules())
+    pairs = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        src = node.args[0]
+        if not (isinstance(src, fx.Node) and src.op == "call_module" and len(src.users) == 1):
+            continue
+        conv, bn = modules[src.target], modules[node.target]
+        if not (isinstance(conv, nn.modules.conv._ConvNd) and not conv.transposed):
+            continue
+        if not _foldable_bn(bn, conv.out_channels):
+            continue
+        if conv.bias is None:
+            w = conv.weight
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=w.dtype, device=w.device))
+        node.replace_all_uses_with(src)
+        gm.graph.erase_node(node)
+        pairs.append(FoldPair(str(src.target), str(node.target)))
+    gm.graph.lint()
+    gm.recompile()
+    gm.delete_all_unused_submodules()
+    gm.requires_grad_(False)
+    return gm, pairs
+
+
+def fold_tensors(state: Mapping[str, Tensor], pair: FoldPair, eps: float) -> tuple[Tensor, Tensor]:
+    """The folded conv weight and bias from the model's current tensors:
+
+    w' = w * gamma / sqrt(var + eps),  b' = beta + (b - mean) * gamma / sqrt(var + eps).
+    """
+    w = state[f"{pair.conv}.weight"]
+    mean, var = state[f"{pair.bn}.running_mean"], state[f"{pair.bn}.running_var"]
+    scale = torch.rsqrt(var + eps)
+    gamma = state.get(f"{pair.bn}.weight")
+    if gamma is not None:
+        scale = scale * gamma
+    b = state.get(f"{pair.conv}.bias")
+    shift = -mean if b is None else b - mean
+    beta = state.get(f"{pair.bn}.bias")
+    bias = shift * scale if beta is None else torch.addcmul(beta, shift, scale)
+    return w * scale.reshape(-1, *([1] * (w.dim() - 1))), bias
+
+
+# ----------------------------------------------------------------------------- the evaluator
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """What the engine actually does for one model, after 'auto' is resolved."""
+
+    channels_last: bool
+    fold_bn: bool
+    compile: bool
+    points_per_call: int
+    folded_pairs: int
+
+
+def _state(model: nn.Module) -> dict[str, Tensor]:
+    """Every parameter and buffer by qualified name, aliases of tied tensors included."""
+    out = dict(model.named_parameters(remove_duplicate=False))
+    out.update(model.named_buffers(remove_duplicate=False))
+    return out
+
+
+def _has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _on(value: object) -> str:
+    """A YAML boolean or 'auto'/'on'/'off' as one of the three words."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 class PointEvaluator:
-    """Moves a model to w + sum_i c_i d_i in place and measures it; `restore()` puts w back exactly."""
+    """Moves a model to w + sum_i c_i d_i in place and measures it; `restore()` puts w back exactly.
+
+    With an EngineConfig the measurement runs on a folded, channels-last and optionally compiled
+    copy of the network, refreshed from the model's own tensors at each point, so perturbed BN
+    weights and recomputed statistics are always taken into account.
+    """
 
     def __init__(
         self,
@@ -93,6 +412,7 @@ class PointEvaluator:
         precision: str = "float32",
         bn_data: Tensor | None = None,
         bn_batch_size: int = 500,
+        engine: EngineConfig | None = None,
     ):
         self.model = model.eval()
         self.targets = dict(targets)
@@ -104,16 +424,75 @@ class PointEvaluator:
         self.bn_data = bn_data
         self.bn_batch_size = bn_batch_size
         self._buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+        self._live = _state(model)
+        device = next(iter(self._live.values())).device if self._live else torch.device("cpu")
+        check_precision(device, precision)
+        self._setup_engine(engine, device)
+
+    # ------------------------------------------------------------------ engine set-up
+
+    def _setup_engine(self, engine: EngineConfig | None, device: torch.device) -> None:
+        """Resolve 'auto' and build the runner (the network actually run at each point)."""
+        channels_last = fold = "off"
+        do_compile, per_call = False, 1
+        if engine is not None:
+            channels_last, fold = _on(engine.channels_last), _on(engine.fold_bn)
+            do_compile, per_call = bool(engine.compile), int(engine.points_per_call)
+        if channels_last == "auto":
+            channels_last = "on" if _has_conv2d(self.model) else "off"
+        self.channels_last = channels_last == "on"
+
+        self._pairs: list[FoldPair] = []
+        self._runner: nn.Module = self.model
+        if fold == "on" or (fold == "auto" and self.bn_data is None):
+            traced = trace_fold_pairs(self.model)
+            if traced is None and fold == "on":
+                raise LandscapeError(
+                    "fold_bn: on needs a model that torch.fx can trace; set engine.fold_bn to auto "
+                    "or off"
+                )
+            if traced is not None and traced[1]:
+                self._runner, self._pairs = traced
+                if self.channels_last:
+                    self._runner.to(memory_format=torch.channels_last)
+        self._eps = {p.bn: float(self.model.get_submodule(p.bn).eps) for p in self._pairs}
+        self._folded = {f"{p.conv}.{k}" for p in self._pairs for k in ("weight", "bias")}
+        runner_state = _state(self._runner) if self._pairs else {}
+        self._runner_state = runner_state
+        # Runner tensors copied as they are from the model (tracing may add constants of its own).
+        self._copied = [n for n in runner_state if n not in self._folded and n in self._live]
+
+        self._forward: Callable[[Tensor], Tensor] = self._runner
+        self.compiled = False
+        if do_compile:
+            try:
+                self._forward = torch.compile(self._runner)
+                self.compiled = True
+            except Exception as exc:  # torch.compile unsupported here: run eagerly
+                warnings.warn(f"torch.compile failed ({exc}); evaluating eagerly", stacklevel=3)
+        self.points_per_call = max(1, per_call)
+        self.choice = EngineChoice(
+            channels_last=self.channels_last,
+            fold_bn=bool(self._pairs),
+            compile=self.compiled,
+            points_per_call=self.points_per_call,
+            folded_pairs=len(self._pairs),
+        )
+
+    # ------------------------------------------------------------------ moving the weights
 
     @torch.no_grad()
     def move_to(self, coords: Sequence[float]) -> None:
         """Set every target tensor to base + sum_i coords[i] * direction_i."""
         for k, t in self.targets.items():
-            new = self.base[k].clone()
-            for c, d in zip(coords, self.directions, strict=True):
-                if c != 0:
-                    new.add_(d[k], alpha=float(c))
-            t.copy_(new)
+            t.copy_(self._point_tensor(k, coords))
+
+    def _point_tensor(self, name: str, coords: Sequence[float]) -> Tensor:
+        new = self.base[name].clone()
+        for c, d in zip(coords, self.directions, strict=True):
+            if c != 0:
+                new.add_(d[name], alpha=float(c))
+        return new
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -124,17 +503,122 @@ class PointEvaluator:
         for k, b in self._buffers.items():
             own[k].copy_(b)
 
-    def evaluate(self, coords: Sequence[float], data: Mapping[str, EvalSet]) -> dict[str, float]:
+    # ------------------------------------------------------------------ one point
+
+    def evaluate(self, coords: Sequence[float], data: Mapping[str, EvalData]) -> dict[str, float]:
         """Loss and accuracy on each named split at one point of the grid."""
         self.move_to(coords)
         if self.bn_data is not None:
             self.recompute_bn()
+        self._sync_runner()
         out = {}
         for split, ds in data.items():
-            loss, acc = evaluate(self.model, ds, self.loss_fn, self.batch_size, self.precision)
+            loss, acc = self._run(ds)
             out[f"{split}_loss"] = loss
             out[f"{split}_acc"] = acc
         return out
+
+    @torch.no_grad()
+    def _sync_runner(self) -> None:
+        """Copy the model's current tensors into the folded runner, folding each conv -> BN."""
+        if not self._pairs:
+            return
+        for name in self._copied:
+            self._runner_state[name].copy_(self._live[name])
+        for p in self._pairs:
+            w, b = fold_tensors(self._live, p, self._eps[p.bn])
+            self._runner_state[f"{p.conv}.weight"].copy_(w)
+            self._runner_state[f"{p.conv}.bias"].copy_(b)
+
+    def _run(self, ds: EvalData) -> tuple[float, float]:
+        def forward(x: Tensor) -> Tensor:
+            return self._forward(x).unsqueeze(0)
+
+        try:
+            [result] = _accumulate(
+                forward, ds, self.loss_fn, self.batch_size, self.precision, self.channels_last, 1
+            )
+        except Exception as exc:
+            if not self.compiled:
+                raise
+            # torch.compile fails lazily, at the first call: fall back to the eager runner.
+            warnings.warn(f"torch.compile failed ({exc}); evaluating eagerly", stacklevel=3)
+            self._forward, self.compiled = self._runner, False
+            return self._run(ds)
+        return result
+
+    # ------------------------------------------------------------------ several points per call
+
+    def evaluate_many(
+        self, points: Sequence[Sequence[float]], data: Mapping[str, EvalData]
+    ) -> list[dict[str, float]]:
+        """Results of `evaluate` for each point, several points per forward call when
+        points_per_call > 1 (torch.vmap over stacked weights; each batch is read once per group).
+
+        Leaves the model at the origin. BN recomputation needs one point at a time.
+        """
+        if self.points_per_call == 1 or self.bn_data is not None:
+            return [self.evaluate(c, data) for c in points]
+        self.restore()
+        self._sync_runner()
+        results: list[dict[str, float]] = []
+        for start in range(0, len(points), self.points_per_call):
+            group = points[start : start + self.points_per_call]
+            forward = self._vmapped_forward(group)
+            per_point: list[dict[str, float]] = [{} for _ in group]
+            for split, ds in data.items():
+                measured = _accumulate(
+                    forward,
+                    ds,
+                    self.loss_fn,
+                    self.batch_size,
+                    self.precision,
+                    self.channels_last,
+                    len(group),
+                )
+                for r, (loss, acc) in zip(per_point, measured, strict=True):
+                    r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
+            results.extend(per_point)
+        return results
+
+    @torch.no_grad()
+    def _vmapped_forward(self, group: Sequence[Sequence[float]]) -> Callable[[Tensor], Tensor]:
+        """A forward over (B, ...) giving (P, B, classes) for the P points of the group.
+
+        Only the runner tensors that depend on a target are stacked (one copy per point); the
+        rest are the runner's own, already at the origin.
+        """
+        from torch.func import functional_call, vmap
+
+        target_of = {id(t): k for k, t in self.targets.items()}
+        varying = {n: target_of[id(t)] for n, t in self._live.items() if id(t) in target_of}
+        runner_names = set(_state(self._runner))
+        stacked: dict[str, Tensor] = {}
+        for i, coords in enumerate(group):
+            point = {n: self._point_tensor(k, coords) for n, k in varying.items()}
+            tensors = {n: t for n, t in point.items() if n in runner_names}
+            for p in self._pairs:
+                touched = any(
+                    f"{m}.{k}" in point
+                    for m in (p.conv, p.bn)
+                    for k in ("weight", "bias", "running_mean", "running_var")
+                )
+                if touched:
+                    w, b = fold_tensors({**self._live, **point}, p, self._eps[p.bn])
+                    tensors[f"{p.conv}.weight"], tensors[f"{p.conv}.bias"] = w, b
+            for n, t in tensors.items():
+                if n not in stacked:
+                    stacked[n] = torch.empty((len(group), *t.shape), dtype=t.dtype, device=t.device)
+                stacked[n][i].copy_(t)
+        runner = self._runner
+
+        def one(state: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(runner, state, (x,))
+
+        batched = vmap(one, in_dims=(0, None))
+        return lambda x: batched(stacked, x)
+
+    # ------------------------------------------------------------------ BN statistics
 
     @torch.no_grad()
     def recompute_bn(self) -> None:
@@ -147,11 +631,14 @@ class PointEvaluator:
             m.reset_running_stats()
             m.momentum = None  # None = exact average over all batches seen
         self.model.train()
-        for start in range(0, len(self.bn_data), self.bn_batch_size):
-            self.model(self.bn_data[start : start + self.bn_batch_size])
-        self.model.eval()
-        for m, mom in zip(bns, saved, strict=True):
-            m.momentum = mom
+        try:
+            for start in range(0, len(self.bn_data), self.bn_batch_size):
+                xb = self.bn_data[start : start + self.bn_batch_size]
+                self.model(_to_format(xb, self.channels_last))
+        finally:
+            self.model.eval()
+            for m, mom in zip(bns, saved, strict=True):
+                m.momentum = mom
 
     @contextlib.contextmanager
     def session(self) -> Iterator[PointEvaluator]:

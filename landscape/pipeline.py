@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, select_runs
+from .errors import LandscapeError
 
 
 def compare_figures(
@@ -20,7 +21,6 @@ def compare_figures(
     **style: Any,
 ) -> list[Path]:
     """One side-by-side figure per kind, panels on a shared scale; returns the written paths."""
-    from .errors import LandscapeError
     from .plot import plot_compare, save_figure
     from .storage import read_surface
 
@@ -80,9 +80,18 @@ def reproduce(
         base = Path(cfg.out) / cfg.name
         metric = c.metric or cfg.plot.metric or _default_metric(cfg)
         titles = c.titles if c.titles and len(c.titles) == len(chosen) else None
-        figures += compare_figures(chosen, titles, c.kinds, metric,
-                                   base / f"compare_{metric}.{cfg.plot.format}", dpi=cfg.plot.dpi,
-                                   vmin=c.vmin, vmax=c.vmax, levels=c.levels)
+        target = base / f"compare_{metric}.{cfg.plot.format}"
+        try:
+            figures += compare_figures(chosen, titles, c.kinds, metric, target, dpi=cfg.plot.dpi,
+                                       vmin=c.vmin, vmax=c.vmax, levels=c.levels)
+        except LandscapeError as e:
+            if c.vmin is None and c.vmax is None:
+                raise
+            # The configured range suits trained nets; an untrained or diverged run may lie
+            # entirely outside it, and a figure on an automatic scale is better than none.
+            log(f"compare: {e}; drawing on an automatic scale instead")
+            figures += compare_figures(chosen, titles, c.kinds, metric, target, dpi=cfg.plot.dpi,
+                                       levels=c.levels)
     return figures
 
 

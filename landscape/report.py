@@ -49,12 +49,17 @@ def write_report(
     The numbers are `stats.compare_stats(paths, titles, metric, radii, options=options)`, also
     embedded as JSON in <script id="landscape-stats">.
     """
+    out = Path(out)
+    if out.is_dir():
+        raise LandscapeError(f"{out} is a folder; give the report a file name such as report.html")
     runs, table = compare_stats(paths, titles, metric, radii, options=options)
     names = list(runs)
     surfs = [read_surface(p) for p in paths]
     name = runs[names[0]]["metric"]
 
-    body = [_header(names, name, len(paths))]
+    heading = "Loss landscape" if len(names) == 1 else "Loss landscapes"
+    page_title = f"{heading}: {' vs '.join(names)}"
+    body = [_header(page_title, names, name)]
     body.append(_numbers_section(runs, table))
     if len(surfs) > 1:
         body.append(_compare_section(surfs, names, name, dpi))
@@ -65,20 +70,14 @@ def write_report(
     body.append(f'<script type="application/json" id="landscape-stats">{stats_json}</script>')
     body.append(f"<script>{_VIEWER_JS}</script>")
 
-    page_title = ("Loss landscape: " if len(names) == 1 else "Loss landscapes: ") + " vs ".join(
-        names
-    )
     page = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(page_title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
-    out = Path(out)
-    if out.is_dir():
-        raise LandscapeError(f"{out} is a folder; give the report a file name such as report.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
@@ -89,16 +88,15 @@ def write_report(
 # --------------------------------------------------------------------------- sections
 
 
-def _header(names: list[str], metric: str, n: int) -> str:
-    title = names[0] if n == 1 else " vs ".join(names)
+def _header(title: str, names: list[str], metric: str) -> str:
     made = time.strftime("%Y-%m-%d %H:%M")
     links = ['<a href="#numbers">numbers</a>']
-    if n > 1:
+    if len(names) > 1:
         links.append('<a href="#compare">comparison</a>')
     links += [f'<a href="#run-{i}">{_e(t)}</a>' for i, t in enumerate(names)]
     links.append('<a href="#environment">made with</a>')
     return (
-        f"<header><h1>{_e('Loss landscape' if n == 1 else 'Loss landscapes')}: {_e(title)}</h1>"
+        f"<header><h1>{_e(title)}</h1>"
         f'<p class="meta">metric {_e(metric)} &middot; report made {_e(made)}</p>'
         f"<nav>{' &middot; '.join(links)}</nav></header>"
     )
@@ -142,9 +140,13 @@ def _numbers_section(runs: dict[str, dict[str, Any]], table: str) -> str:
 def _compare_section(surfs: list[SurfaceData], names: list[str], metric: str, dpi: int) -> str:
     head = '<section id="compare"><h2>Side by side</h2>'
     if len({s.ndim for s in surfs}) > 1:
-        return head + "<p>The files mix 1D and 2D surfaces, so there is no joint figure.</p></section>"
+        return (
+            head + "<p>The files mix 1D and 2D surfaces, so there is no joint figure.</p></section>"
+        )
     fig = plot.plot_compare(surfs, None, metric, names)
     what = "contours on one colour scale" if surfs[0].ndim == 2 else "curves on one axis"
+    if any(s.repeats > 1 for s in surfs):
+        what += ", the first direction draw of each"
     return head + _figure(fig, f"{metric}: {what}", dpi) + "</section>"
 
 
@@ -157,7 +159,7 @@ def _run_section(
     metric: str,
     dpi: int,
 ) -> str:
-    parts = [f'<section id="run-{i}"><h2>{_e(title)}</h2>', f"<p class=\"meta\">{_e(str(path))}</p>"]
+    parts = [f'<section id="run-{i}"><h2>{_e(title)}</h2>', f'<p class="meta">{_e(str(path))}</p>']
     draw = f" (draw 1 of {surf.repeats})" if surf.repeats > 1 and surf.ndim == 2 else ""
     figs = []
     if surf.ndim == 2:
@@ -179,11 +181,8 @@ def _run_section(
         parts.append("<p>A 1D surface: the line above is the whole picture (no 3D view).</p>")
 
     prov = stats["provenance"]
-    rows = [("file", str(path)), *((k, _text(prov.get(k))) for k in PROVENANCE_KEYS)]
-    for key in ("numpy_version", "python_version"):
-        if prov.get(key) is None:
-            rows = [(k, "not recorded in the file" if k == key else v) for k, v in rows]
-    parts.append("<h3>Provenance</h3><table class=\"prov\"><tbody>")
+    rows = [("file", str(path)), *((k, _text(k, prov.get(k))) for k in PROVENANCE_KEYS)]
+    parts.append('<h3>Provenance</h3><table class="prov"><tbody>')
     parts += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows]
     parts.append("</tbody></table>")
 
@@ -233,6 +232,7 @@ def _hessian_figure(surf: SurfaceData, path: Path, title: str) -> Any | None:
     arr = np.asarray(extra[HESSIAN_RATIO][0], dtype=np.float64)
     if arr.shape == (surf.repeats, *surf.shape) and surf.repeats > 1:
         arr = arr[0]
+        title += f" (draw 1 of {surf.repeats})"
     if arr.shape != surf.shape or surf.y is None:
         return None  # stats.file_stats notes the mismatch
     return plot.plot_heatmap_array(
@@ -260,7 +260,7 @@ def _viewer(i: int, surf: SurfaceData, metric: str, draw: str) -> str:
         "xlabel": surf.axis_label(0),
         "ylabel": surf.axis_label(1),
     }
-    thinned = f"; every {step}th grid point is shown" if step > 1 else ""
+    thinned = f" (one grid point in {step} along each axis is shown)" if step > 1 else ""
     return (
         f"<h3>Interactive 3D view{_e(draw)}</h3>"
         f'<div class="viewer" data-surface="surface-{i}">'
@@ -304,9 +304,9 @@ def _cosine_text(d: dict[str, Any] | None) -> str:
     )
 
 
-def _text(v: Any) -> str:
+def _text(key: str, v: Any) -> str:
     if v is None:
-        return "-"
+        return "not recorded in the file" if key.endswith("_version") else "-"
     if isinstance(v, (list, tuple)):
         return ", ".join(str(u) for u in v)
     return str(v)
@@ -503,8 +503,8 @@ _VIEWER_JS = r"""
     var p = this.hover, d = this.d;
     this.out.textContent = p
       ? "x = " + fmt(d.x[p.ix]) + ", y = " + fmt(d.y[p.iy]) + ", " + d.metric + " = " + fmt(p.v)
-      : "colour and height from " + fmt(this.lo) + " to " + fmt(this.hi) +
-        (this.hidden ? "; " + this.hidden + " points not finite or above the scale are left out" : "");
+      : "colour and height from " + fmt(this.lo) + " to " + fmt(this.hi) + (this.hidden
+        ? "; " + this.hidden + " points not finite or above the scale are left out" : "");
   };
 
   Viewer.prototype.request = function () {
@@ -517,7 +517,8 @@ _VIEWER_JS = r"""
   Viewer.prototype.listen = function () {
     var self = this, c = this.canvas;
     c.addEventListener("pointerdown", function (e) {
-      self.drag = [e.clientX, e.clientY]; c.setPointerCapture(e.pointerId);
+      self.drag = [e.clientX, e.clientY];
+      try { c.setPointerCapture(e.pointerId); } catch (err) { /* a synthetic pointer */ }
     });
     c.addEventListener("pointerup", function () { self.drag = null; });
     c.addEventListener("pointermove", function (e) {
@@ -533,7 +534,9 @@ _VIEWER_JS = r"""
       }
       self.show(); self.request();
     });
-    c.addEventListener("pointerleave", function () { self.hover = null; self.show(); self.request(); });
+    c.addEventListener("pointerleave", function () {
+      self.hover = null; self.show(); self.request();
+    });
     c.addEventListener("wheel", function (e) {
       e.preventDefault();
       self.zoom = clamp(self.zoom * Math.exp(-e.deltaY * 0.0015), 0.3, 10);
@@ -552,6 +555,7 @@ _VIEWER_JS = r"""
     window.addEventListener("resize", function () {
       viewers.forEach(function (v) { v.resize(); });
     });
+    window.landscapeViewers = viewers;  // for scripting the page, and for its tests
     document.body.setAttribute("data-viewer-ready", String(viewers.length));
   }
   if (document.readyState === "loading") {

@@ -33,7 +33,9 @@ from .errors import LandscapeError
 
 SCHEMA = "landscape-surface"
 SCHEMA_VERSION = 1
-AXIS_ORDER = "2D metrics are [iy, ix] (rows y, columns x); 1D metrics are [ix]; repeats add a leading axis"
+AXIS_ORDER = (
+    "2D metrics are [iy, ix] (rows y, columns x); 1D metrics are [ix]; repeats add a leading axis"
+)
 ORIGINAL_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
@@ -87,9 +89,14 @@ class SurfaceData:
             return "interpolation coefficient (0 = A, 1 = B)"
         if kind == "plane":
             return f"plane direction {axis + 1}"
-        pretty = {"filter": "filter-normalized", "layer": "layer-normalized",
-                  "weight": "weight-scaled", "dfilter": "unit-filter", "dlayer": "unit-layer",
-                  "none": "unnormalized"}.get(str(norm), str(norm))
+        pretty = {
+            "filter": "filter-normalized",
+            "layer": "layer-normalized",
+            "weight": "weight-scaled",
+            "dfilter": "unit-filter",
+            "dlayer": "unit-layer",
+            "none": "unnormalized",
+        }.get(str(norm), str(norm))
         return f"{pretty} direction {axis + 1}"
 
 
@@ -216,7 +223,9 @@ def read_directions(path: str | Path, repeat: int = 0) -> list[dict[str, np.ndar
         return out
 
 
-def write_extra(path: str | Path, name: str, data: np.ndarray, attrs: Mapping[str, Any] | None = None) -> None:
+def write_extra(
+    path: str | Path, name: str, data: np.ndarray, attrs: Mapping[str, Any] | None = None
+) -> None:
     """Add or replace an array under /extra (trajectories, curvature maps, ...)."""
     import h5py
 

@@ -14,7 +14,7 @@ import yaml
 from torch import Tensor, nn
 
 from . import storage
-from .checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
+from .checkpoint import file_sha256, load_checkpoint, load_state_into, model_from_checkpoint
 from .config import Config, DirectionConfig, SurfaceConfig
 from .directions import (
     Direction,
@@ -33,6 +33,7 @@ FINGERPRINT_KEYS = (
     "fingerprint_model",
     "fingerprint_data",
     "checkpoint_sha256",
+    "directions_sha256",
 )
 
 
@@ -121,6 +122,10 @@ def fingerprint(cfg: Config, sha: str) -> dict[str, str]:
             {k: v for k, v in s["data"].items() if k not in ("root", "download")}, sort_keys=True
         ),
         "checkpoint_sha256": sha,
+        # A line or plane is rebuilt from its checkpoints on resume: they must be the same files.
+        "directions_sha256": ",".join(
+            file_sha256(cfg.resolve_checkpoint(c)) for c in cfg.surface.directions.checkpoints
+        ),
     }
 
 
@@ -129,7 +134,8 @@ def check_resumable(path: Path, expected: dict[str, str]) -> None:
     have = storage.read_attrs(path)
     for key in FINGERPRINT_KEYS:
         if have.get(key) != expected[key]:
-            what = key.replace("fingerprint_", "").replace("checkpoint_sha256", "checkpoint")
+            names = {"checkpoint_sha256": "checkpoint", "directions_sha256": "direction checkpoint"}
+            what = names.get(key, key.replace("fingerprint_", ""))
             raise LandscapeError(
                 f"{path} was made with a different {what}: rerun with --overwrite to start afresh, "
                 "or change the output path"
@@ -186,12 +192,16 @@ def compute_surface(
     model, ckpt = model_from_checkpoint(ckpt_path, cfg.model.name, _model_args_hint(cfg))
     model.to(dev).eval()
     sha = file_sha256(ckpt_path)
-    expected = fingerprint(cfg, sha)
     x, y = grid_axes(scfg)
     ndir = 1 if y is None else 2
-    targets = target_tensors(model, scfg.directions.dir_type)
     refs = [cfg.resolve_checkpoint(c) for c in scfg.directions.checkpoints]
+    if refs:
+        # A line or plane starts at its first checkpoint, buffers (BN running statistics)
+        # included, so that its origin is that network and not weights of one with stats of another.
+        load_state_into(model, load_checkpoint(refs[0])["state_dict"], f"checkpoint {refs[0]}")
+    targets = target_tensors(model, scfg.directions.dir_type)
     draws = [build_directions(scfg.directions, model, k, ndir, refs) for k in range(scfg.repeats)]
+    expected = fingerprint(cfg, sha)  # after loading refs: a missing one is a LandscapeError there
 
     if dist_info.rank == 0:
         if path.exists() and overwrite:
@@ -279,24 +289,27 @@ def _run_points(
     last_flush = time.monotonic()
     # Ranks work in rounds of `world` points so that rank 0 can collect and write each round.
     step = dist_info.world
-    for start in range(0, len(indices), step):
-        round_ = indices[start : start + step]
-        mine = round_[dist_info.rank] if dist_info.rank < len(round_) else None
-        result = ev.evaluate(point_coords(x, y, mine), data) if mine is not None else None
-        if dist_info.enabled:
-            gathered = _gather((mine, result), dist_info)
-        else:
-            gathered = [(mine, result)]
+    try:
+        for start in range(0, len(indices), step):
+            round_ = indices[start : start + step]
+            mine = round_[dist_info.rank] if dist_info.rank < len(round_) else None
+            result = ev.evaluate(point_coords(x, y, mine), data) if mine is not None else None
+            if dist_info.enabled:
+                gathered = _gather((mine, result), dist_info)
+            else:
+                gathered = [(mine, result)]
+            if writer is not None:
+                buffer.extend((i, r) for i, r in gathered if i is not None and r is not None)
+                if bar is not None:
+                    bar.update(len(round_))
+                if time.monotonic() - last_flush >= scfg.flush_seconds:
+                    _flush(writer, buffer)
+                    buffer = []
+                    last_flush = time.monotonic()
+    finally:
+        # Also on Ctrl-C or an error: finished points are kept, and a rerun resumes after them.
         if writer is not None:
-            buffer.extend((i, r) for i, r in gathered if i is not None and r is not None)
-            if bar is not None:
-                bar.update(len(round_))
-            if time.monotonic() - last_flush >= scfg.flush_seconds:
-                _flush(writer, buffer)
-                buffer = []
-                last_flush = time.monotonic()
-    if writer is not None:
-        _flush(writer, buffer)
+            _flush(writer, buffer)
 
 
 def _flush(writer: storage.SurfaceWriter, buffer: list[tuple[tuple[int, ...], dict[str, float]]]) -> None:

@@ -1,8 +1,8 @@
-"""Shared fixtures: one tiny trained checkpoint per session, configs that use it, a tiny conv net."""
+"""Shared fixtures: a tiny checkpoint trained once per session, configs over it, a tiny conv net."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +29,49 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("trained")
     cfg = config_from_dict({**TINY_RAW, "out": str(out)})
-    return train(cfg, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(cfg, progress=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture
-def tiny_raw(trained_checkpoint: Path, tmp_path: Path) -> dict[str, Any]:
-    """The raw config dict of TINY_RAW, pointed at the shared checkpoint and writing into tmp_path."""
-    import copy
+def single_thread() -> Iterator[None]:
+    """Run a test on one torch thread: on a few shared cores, extra threads only spin and wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
-    return {**copy.deepcopy(TINY_RAW), "out": str(tmp_path), "checkpoint": str(trained_checkpoint)}
 
-
-@pytest.fixture
-def make_config(tiny_raw: dict[str, Any]) -> Callable[..., Any]:
-    """`make_config(surface={...}, **top)`: a validated Config over the shared checkpoint.
+@pytest.fixture(scope="session")
+def make_config_at(trained_checkpoint: Path) -> Callable[..., Any]:
+    """`make_config_at(out, **over)`: a validated Config over the shared checkpoint, out in `out`.
 
     Keyword sections are merged into TINY_RAW (nested mappings merge, other values replace).
+    Session-scoped, for module- or session-scoped fixtures; tests can use `make_config`.
     """
+    import copy
+
     from landscape.config import config_from_dict, deep_merge
 
+    def make(out: Path, **over: Any) -> Any:
+        raw = {**copy.deepcopy(TINY_RAW), "out": str(out), "checkpoint": str(trained_checkpoint)}
+        return config_from_dict(deep_merge(raw, over))
+
+    return make
+
+
+@pytest.fixture
+def make_config(make_config_at: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
+    """`make_config(surface={...}, **top)`: `make_config_at` writing into tmp_path."""
+
     def make(**over: Any) -> Any:
-        return config_from_dict(deep_merge(tiny_raw, over))
+        return make_config_at(tmp_path, **over)
 
     return make
 

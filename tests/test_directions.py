@@ -1,4 +1,4 @@
-"""Tests for landscape.directions: normalizations, seeding, naming, tied weights, lines and planes."""
+"""Tests for landscape.directions: normalizations, seeds, names, tied weights, lines, planes."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from landscape.directions import (
     random_directions,
     target_tensors,
 )
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 conv_shapes = st.tuples(*(st.integers(1, n) for n in (6, 4, 3, 3)))
 linear_shapes = st.tuples(st.integers(1, 8), st.integers(1, 8))
@@ -170,7 +172,9 @@ def test_orthogonalize_against_zero_returns_d2(tiny_net: nn.Module) -> None:
 
 def test_line_and_plane_from_weight_sets() -> None:
     g = torch.Generator().manual_seed(0)
-    w0, w1, w2 = ({"a": torch.randn(3, 2, generator=g), "b": torch.randn(4, generator=g)} for _ in range(3))
+    w0, w1, w2 = (
+        {"a": torch.randn(3, 2, generator=g), "b": torch.randn(4, generator=g)} for _ in range(3)
+    )
     line = difference(w0, w1)
     assert set(line) == {"a", "b"}
     assert torch.equal(line["a"], w1["a"] - w0["a"])

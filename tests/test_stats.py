@@ -36,7 +36,10 @@ def write_surface(
     rng = np.random.default_rng(len(path.name))
     ndir = 1 if y is None else 2
     directions = [
-        [{"conv.weight": rng.normal(size=(4, 3)), "fc.bias": rng.normal(size=5)} for _ in range(ndir)]
+        [
+            {"conv.weight": rng.normal(size=(4, 3)), "fc.bias": rng.normal(size=5)}
+            for _ in range(ndir)
+        ]
         for _ in range(draws)
     ]
     attrs = {"title": path.stem, "model": "tiny", "checkpoint_sha256": "ab" * 32, **attrs}

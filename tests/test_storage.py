@@ -1,4 +1,4 @@
-"""Tests for landscape.storage: our schema round-trips, the original code's files read right way round."""
+"""Tests for landscape.storage: our schema round-trips; the original code's files read right."""
 
 from __future__ import annotations
 
@@ -93,11 +93,16 @@ def test_original_file_without_metrics_is_an_error(tmp_path: Path) -> None:
         storage.read_surface(path)
 
 
-def _ours(path: Path, repeats: int = 1, y: np.ndarray | None = Y) -> list[list[dict[str, torch.Tensor]]]:
+def _ours(
+    path: Path, repeats: int = 1, y: np.ndarray | None = Y
+) -> list[list[dict[str, torch.Tensor]]]:
     g = torch.Generator().manual_seed(0)
     dirs = [
         [
-            {"layer1.0.conv1.weight": torch.randn(4, 2, 3, 3, generator=g), "linear.bias": torch.zeros(10)}
+            {
+                "layer1.0.conv1.weight": torch.randn(4, 2, 3, 3, generator=g),
+                "linear.bias": torch.zeros(10),
+            }
             for _ in range(2 if y is not None else 1)
         ]
         for _ in range(repeats)
@@ -157,7 +162,9 @@ def test_repeats_add_a_leading_axis(tmp_path: Path) -> None:
     with pytest.raises(LandscapeError, match="out of range"):
         s.repeat(3)
     d1 = storage.read_directions(path, repeat=1)
-    np.testing.assert_array_equal(d1[0]["layer1.0.conv1.weight"], dirs[1][0]["layer1.0.conv1.weight"].numpy())
+    np.testing.assert_array_equal(
+        d1[0]["layer1.0.conv1.weight"], dirs[1][0]["layer1.0.conv1.weight"].numpy()
+    )
     with pytest.raises(LandscapeError, match="repeat 5"):
         storage.read_directions(path, repeat=5)
 
@@ -257,7 +264,9 @@ def test_file_is_readable_but_not_writable_while_a_writer_holds_it(tmp_path: Pat
         w.write({"train_loss": np.array([4.5])}, (np.array([1]), np.array([2])))
         # In this process, and from another one (as `landscape plot` while a run goes on).
         assert storage.read_surface(path).metrics["train_loss"][1, 2] == 4.5
-        out = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", reader], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
-        # Reading is fine; a second writer is refused, since two would overwrite each other's points.
+        # Reading is fine; a second writer is refused (two would overwrite each other's points).
         assert out.stdout.split() == ["1", "4.5", "refused"]

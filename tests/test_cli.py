@@ -1,0 +1,252 @@
+"""Tests for the command line: instant help, real training, and one-line errors with exit code 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner, Result
+from torch import nn
+
+from landscape.checkpoint import load_checkpoint, model_from_checkpoint
+from landscape.cli import main
+from landscape.models import count_parameters, list_models, model_family
+
+LANDSCAPE = Path(sys.executable).with_name("landscape")
+
+# Two epochs in the file so that a test can see --set take effect.
+TINY = """\
+name: tiny
+device: cpu
+model: {name: resnet20}
+data: {name: digits, subset: 64, test_subset: 32}
+train: {epochs: 2, batch_size: 32}
+surface: {x: [-1, 1, 3], y: null, samples: 32, batch_size: 32}
+profiles:
+  quick: {train: {epochs: 1}}
+"""
+
+FIGURE = TINY.replace("name: tiny", "name: fig") + "runs: [{name: a}, {name: b}]\n"
+
+# One torch thread: on the shared 2-core machine, more threads spin and wait (8x slower).
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _assert_clean_error(result: Result, *words: str) -> str:
+    """Exit 1 through click (not a crash), and one 'Error: ...' line with every word in it."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for w in words:
+        assert w in lines[0]
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- help
+
+
+def test_help_lists_every_command() -> None:
+    result = _invoke("--help")
+    assert result.exit_code == 0
+    for name in main.commands:
+        assert name in result.output
+    assert set(main.commands) >= {"models", "train", "surface", "plot", "compare", "export"}
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_command_help(command: str) -> None:
+    result = _invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert f"Usage: main {command}" in result.output
+    assert "Example" in result.output  # the docstring is the help, with an example
+
+
+def test_help_is_instant_in_a_real_process() -> None:
+    # Best of three, so one scheduling hiccup on a busy machine does not fail the test.
+    times = []
+    for _ in range(3):
+        tic = time.perf_counter()
+        proc = subprocess.run([LANDSCAPE, "--help"], capture_output=True, text=True, timeout=60)
+        times.append(time.perf_counter() - tic)
+        assert proc.returncode == 0 and "Usage:" in proc.stdout, proc.stderr
+    assert min(times) < 1.0, times
+
+
+def test_cli_import_is_light() -> None:
+    code = (
+        "import sys, landscape.cli\n"
+        "print(sorted(m for m in ('torch', 'matplotlib', 'h5py', 'numpy') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_python_dash_m() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "landscape", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and "train" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_models_lists_every_registered_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Building the 54M-parameter wide ResNets takes seconds; a stand-in keeps this test fast.
+    built: list[tuple[str, int, int]] = []
+
+    def stand_in(name: str, num_classes: int, in_channels: int) -> nn.Module:
+        built.append((name, num_classes, in_channels))
+        return nn.Linear(in_channels, len(name))
+
+    monkeypatch.setattr("landscape.models.create_model", stand_in)
+    result = _invoke("models")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()[1:]}
+    assert sorted(rows) == list_models()
+    assert built == [(name, 10, 3) for name in list_models()]
+    for name, (_, family, params) in rows.items():
+        assert family == model_family(name)
+        assert int(params.replace(",", "")) == count_parameters(nn.Linear(3, len(name)))
+
+
+@pytest.mark.slow
+def test_models_real_counts() -> None:
+    from landscape.models import create_model
+
+    result = _invoke("models")
+    assert result.exit_code == 0
+    row = next(line for line in result.output.splitlines() if line.startswith("resnet20 "))
+    expected = count_parameters(create_model("resnet20", num_classes=10, in_channels=3))
+    assert row.split()[-1] == f"{expected:,}"
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def test_train_prints_the_final_checkpoint(write_yaml: Callable[..., Path], tmp_path: Path) -> None:
+    config = write_yaml(TINY)
+    out = tmp_path / "out"
+    result = _invoke("train", config, "--out", out, "--quiet", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    final = out / "tiny" / "checkpoints" / "final.pt"
+    assert result.stdout.splitlines() == [str(final)]
+    model, ckpt = model_from_checkpoint(final)
+    assert ckpt["epoch"] == 1  # --set won over the file's 2 epochs
+    assert ckpt["model_name"] == "resnet20"
+    assert model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+
+    again = _invoke("train", config, "--out", out, "--quiet", "--set", "train.epochs=1")
+    assert again.exit_code == 0 and again.stdout.splitlines() == [str(final)]
+    assert "already trained" in again.stderr
+
+
+def test_train_only_the_named_run(write_yaml: Callable[..., Path], tmp_path: Path) -> None:
+    config = write_yaml(FIGURE)
+    result = _invoke("train", config, "--out", tmp_path, "-q", "--run", "b", "--profile", "quick")
+    assert result.exit_code == 0, result.output
+    final = tmp_path / "fig" / "b" / "checkpoints" / "final.pt"
+    assert result.stdout.splitlines() == [str(final)]
+    assert load_checkpoint(final)["epoch"] == 1
+    assert not (tmp_path / "fig" / "a").exists()
+
+
+def test_ctrl_c_exits_130(
+    write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("landscape.train.train", interrupted)
+    result = _invoke("train", write_yaml(TINY), "--out", tmp_path)
+    assert result.exit_code == 130
+    assert "run the same command again to resume" in result.stderr
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ("train: {epoch: 3}\n", "train.epoch", ["'epochs'"]),
+        ("train: {lr: fast}\n", "train.lr", ["expected a number"]),
+        ("surface: {x: [-1, 1]}\n", "surface.x", ["expected 3 numbers"]),
+        ("surface: {directions: {norm: filtr}}\n", "surface.directions.norm", ["filter"]),
+    ],
+)
+def test_config_error_is_one_line(
+    write_yaml: Callable[..., Path], text: str, key: str, words: list[str]
+) -> None:
+    config = write_yaml(text)
+    line = _assert_clean_error(_invoke("train", config), *words)
+    assert line.startswith(f"Error: {config}: {key}: ")
+
+
+def test_invalid_yaml(write_yaml: Callable[..., Path]) -> None:
+    config = write_yaml("train:\n  epochs: [1\n")
+    _assert_clean_error(_invoke("surface", config), str(config), "invalid YAML at line")
+
+
+def test_bad_set(write_yaml: Callable[..., Path]) -> None:
+    config = write_yaml(TINY)
+    _assert_clean_error(_invoke("train", config, "--set", "train.epochs"), "key.path=value")
+    _assert_clean_error(
+        _invoke("train", config, "--set", "train.epochs=0"), "train.epochs", "positive"
+    )
+
+
+def test_config_error_in_a_real_process(write_yaml: Callable[..., Path]) -> None:
+    config = write_yaml("train: {epoch: 3}\n")
+    proc = subprocess.run([LANDSCAPE, "train", config], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"Error: {config}: train.epoch: unknown key (did you mean 'epochs'?)"
+    ]
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    _assert_clean_error(_invoke("train", tmp_path / "nope.yaml"), "nope.yaml", "no such")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu(write_yaml: Callable[..., Path]) -> None:
+    result = _invoke("train", write_yaml(TINY), "--device", "cuda")
+    _assert_clean_error(result, "no CUDA GPU", "--device cpu")
+
+
+def test_unknown_run(write_yaml: Callable[..., Path]) -> None:
+    result = _invoke("train", write_yaml(FIGURE), "--run", "c")
+    _assert_clean_error(result, "no run 'c'", "runs are: a, b")
+
+
+def test_unknown_profile(write_yaml: Callable[..., Path]) -> None:
+    result = _invoke("surface", write_yaml(TINY), "--profile", "quik")
+    _assert_clean_error(result, "no profile 'quik'", "did you mean quick")
+
+
+def test_surface_before_training(write_yaml: Callable[..., Path], tmp_path: Path) -> None:
+    result = _invoke("surface", write_yaml(TINY), "--out", tmp_path, "-q")
+    _assert_clean_error(result, "final.pt", "not found", "train")
+
+
+def test_out_is_taken_literally(
+    write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_yaml(FIGURE)
+    monkeypatch.chdir(tmp_path)
+    # --run c fails after loading, so nothing trains whether or not the bug is fixed.
+    _assert_clean_error(_invoke("train", config, "--out", "2024", "--run", "c"), "no run 'c'")

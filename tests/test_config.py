@@ -1,0 +1,324 @@
+"""Tests for configs: every shipped YAML loads; each mistake is one line naming the file and key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from landscape.config import (
+    Config,
+    SurfaceConfig,
+    config_from_dict,
+    expand_runs,
+    load_config,
+    select_runs,
+)
+from landscape.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+# Globbed, so a new paper config is covered the moment it is added.
+SHIPPED = sorted(ROOT.glob("configs/**/*.yaml"))
+
+
+def _profiles(path: Path) -> list[str | None]:
+    return [None, *load_config(path).profiles]
+
+
+def _error(path: Path, **kwargs: object) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, **kwargs)  # type: ignore[arg-type]
+    return info.value
+
+
+def _assert_one_line(e: ConfigError, path: Path, key: str | None) -> str:
+    """The message is one line that starts with 'FILE: KEY: ' and carries both as attributes."""
+    msg = str(e)
+    assert "\n" not in msg
+    assert e.file == str(path)
+    assert e.key == key
+    prefix = f"{path}: {key}: " if key else f"{path}: "
+    assert msg.startswith(prefix), msg
+    return msg
+
+
+# ----------------------------------------------------------------------------- shipped configs
+
+
+def test_shipped_configs_exist() -> None:
+    assert ROOT / "configs" / "quickstart.yaml" in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_shipped_config_and_its_profiles_validate(path: Path) -> None:
+    for profile in _profiles(path):
+        cfg = load_config(path, profile=profile)
+        runs = expand_runs(cfg)
+        assert runs, f"{path} with profile {profile} has no runs"
+        names = [r.run or r.name for r in runs]
+        assert len(set(names)) == len(names)
+        for run in runs:
+            run.validate("")  # expanded runs are full, valid configs
+            assert run.run_dir.parts[: len(Path(cfg.out).parts)] == Path(cfg.out).parts
+
+
+def test_quick_profile_shrinks_every_run() -> None:
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", profile="quick")
+    runs = expand_runs(cfg)
+    assert [r.run for r in runs] == ["resnet56", "resnet56_noshort"]
+    assert {r.model.name for r in runs} == {"resnet56", "resnet56_noshort"}
+    for r in runs:
+        assert r.train.epochs == 2
+        assert r.data.subset == 200
+        assert r.surface.x == [-1.0, 1.0, 5.0]
+
+
+# ----------------------------------------------------------------------------- errors
+
+# (YAML text, dotted key, words the message must contain)
+BAD = {
+    "typo_with_suggestion": ("train: {epoch: 3}\n", "train.epoch", ["unknown key", "'epochs'"]),
+    "wrong_type": ("train: {lr: fast}\n", "train.lr", ["expected a number", "'fast'"]),
+    "int_not_float": ("train: {epochs: 1.5}\n", "train.epochs", ["expected an integer"]),
+    "zero_epochs": ("train: {epochs: 0}\n", "train.epochs", ["positive", "0"]),
+    "negative_momentum": ("train: {momentum: -0.5}\n", "train.momentum", [">= 0"]),
+    "negative_weight_decay": ("train: {weight_decay: -1}\n", "train.weight_decay", [">= 0"]),
+    "zero_points": ("surface: {x: [-1, 1, 0]}\n", "surface.x", ["positive integer", "0"]),
+    "fractional_points": ("surface: {y: [-1, 1, 2.5]}\n", "surface.y", ["positive integer"]),
+    "min_above_max": ("surface: {x: [1, -1, 5]}\n", "surface.x", ["min 1.0", "below max -1.0"]),
+    "two_numbers": ("surface: {x: [-1, 1]}\n", "surface.x", ["expected 3 numbers"]),
+    "not_finite": ("surface: {x: [.nan, 1, 5]}\n", "surface.x", ["finite"]),
+    "bad_choice": (
+        "surface: {directions: {norm: filtr}}\n",
+        "surface.directions.norm",
+        ["'filtr'", "did you mean filter"],
+    ),
+    "bad_device": ("device: gpu\n", "device", ["'gpu'", "auto, cpu, cuda"]),
+    "section_not_mapping": ("train: 3\n", "train", ["expected a mapping"]),
+    "list_not_list": ("surface: {splits: train}\n", "surface.splits", ["expected a list"]),
+    "line_needs_two_checkpoints": (
+        "surface: {y: null, directions: {kind: line}}\n",
+        "surface.directions.checkpoints",
+        ["needs 2 checkpoint paths"],
+    ),
+    "run_without_name": ("runs: [{model: {name: resnet20}}]\n", "runs[0]", ["needs a 'name'"]),
+    "run_typo": (
+        "runs: [{name: a, trian: {epochs: 2}}]\n",
+        "runs[0].trian",
+        ["unknown key", "'train'"],
+    ),
+    "run_invalid_after_merge": (
+        "runs: [{name: a}, {name: b, train: {epochs: 0}}]\n",
+        "runs[1].train.epochs",
+        ["positive"],
+    ),
+    "duplicate_run_names": ("runs: [{name: a}, {name: a}]\n", "runs[1].name", ["twice"]),
+}
+
+
+@pytest.mark.parametrize("text, key, words", BAD.values(), ids=BAD.keys())
+def test_bad_value_is_one_line_naming_file_and_key(
+    write_yaml: Callable[..., Path], text: str, key: str, words: list[str]
+) -> None:
+    path = write_yaml(text)
+    msg = _assert_one_line(_error(path), path, key)
+    for w in words:
+        assert w in msg
+
+
+def test_invalid_yaml_names_the_line(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("name: x\ntrain:\n  epochs: 3\n  lr: [0.1\nsurface: {}\n")
+    msg = _assert_one_line(_error(path), path, None)
+    assert "invalid YAML at line" in msg
+
+
+def test_top_level_must_be_a_mapping(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("- 1\n- 2\n")
+    assert "mapping" in _assert_one_line(_error(path), path, None)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    assert "no such config file" in _assert_one_line(_error(path), path, None)
+
+
+def test_unknown_profile_suggests_and_lists(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("profiles: {quick: {train: {epochs: 1}}, tiny: {}}\n")
+    msg = _assert_one_line(_error(path, profile="quik"), path, "profiles")
+    assert "did you mean quick" in msg
+    assert "quick, tiny" in msg
+
+
+def test_empty_file_gives_the_defaults_named_after_the_file(
+    write_yaml: Callable[..., Path],
+) -> None:
+    cfg = load_config(write_yaml("", name="my_exp.yaml"))
+    assert cfg.name == "my_exp"
+    assert cfg.train == Config().train
+
+
+def test_float_in_exponent_notation(write_yaml: Callable[..., Path]) -> None:
+    # YAML 1.1 reads `1e-3` (no dot) as a string; configs and --set write it that way all the time.
+    cfg = load_config(write_yaml("train: {lr: 1e-3, weight_decay: 5e-4}\n"))
+    assert cfg.train.lr == pytest.approx(1e-3)
+    assert cfg.train.weight_decay == pytest.approx(5e-4)
+
+
+# ----------------------------------------------------------------------------- --set and profiles
+
+
+def test_set_overrides_nested_keys_with_yaml_values(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("train: {epochs: 5}\n")
+    cfg = load_config(
+        path,
+        [
+            "train.epochs=7",
+            "surface.x=[-2, 2, 11]",
+            "surface.y=null",
+            "surface.directions.norm=layer",
+            "model.args.width=2",
+            "data.augment=false",
+            "train.lr=1e-2",
+        ],
+    )
+    assert cfg.train.epochs == 7
+    assert cfg.surface.x == [-2.0, 2.0, 11.0]
+    assert cfg.surface.y is None
+    assert cfg.surface.directions.norm == "layer"
+    assert cfg.model.args == {"width": 2}
+    assert cfg.data.augment is False
+    assert cfg.train.lr == pytest.approx(0.01)
+
+
+def test_set_applies_after_the_profile(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("profiles: {quick: {train: {epochs: 2, lr: 0.5}}}\n")
+    cfg = load_config(path, ["train.epochs=4"], profile="quick")
+    assert (cfg.train.epochs, cfg.train.lr) == (4, 0.5)
+
+
+def test_set_into_a_null_section(write_yaml: Callable[..., Path]) -> None:
+    cfg = load_config(write_yaml("plot: null\n"), ["plot.format=pdf"])
+    assert cfg.plot.format == "pdf"
+
+
+@pytest.mark.parametrize(
+    "item, key, words",
+    [
+        ("train.epoch=3", "train.epoch", ["unknown key", "'epochs'"]),
+        ("train.epochs=zero", "train.epochs", ["expected an integer"]),
+        ("surface.x=[1", "surface.x", ["cannot parse"]),
+        ("train.epochs.max=3", "train.epochs", ["expected an integer"]),
+        ("name.sub=3", "name.sub", ["not a section"]),
+    ],
+)
+def test_bad_set_is_one_line(
+    write_yaml: Callable[..., Path], item: str, key: str, words: list[str]
+) -> None:
+    path = write_yaml("name: x\n")
+    msg = _assert_one_line(_error(path, overrides=[item]), path, key)
+    for w in words:
+        assert w in msg
+
+
+def test_set_without_equals(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("{}\n")
+    msg = _assert_one_line(_error(path, overrides=["train.epochs"]), path, None)
+    assert "key.path=value" in msg
+
+
+def test_set_wins_over_each_run(write_yaml: Callable[..., Path]) -> None:
+    # A command-line override is the last word, even on a key a run sets for itself.
+    path = write_yaml("runs: [{name: a, train: {epochs: 9}}, {name: b}]\n")
+    runs = expand_runs(load_config(path, ["train.epochs=2"]))
+    assert [r.train.epochs for r in runs] == [2, 2]
+
+
+# ----------------------------------------------------------------------------- runs and layout
+
+
+FIGURE = """
+name: fig
+out: results
+train: {epochs: 4, lr: 0.05}
+model: {name: resnet20, args: {width: 2}}
+runs:
+  - {name: plain}
+  - {name: deep, model: {name: resnet56}, train: {epochs: 6}}
+  - {name: noskip, model: {args: {shortcut: false}}}
+"""
+
+
+def test_runs_merge_over_the_base(write_yaml: Callable[..., Path]) -> None:
+    cfg = load_config(write_yaml(FIGURE))
+    plain, deep, noskip = expand_runs(cfg)
+    assert (plain.run, plain.model.name, plain.train.epochs) == ("plain", "resnet20", 4)
+    assert plain.model.args == {"width": 2}
+    # A run replaces the keys it names and keeps every other one from the base.
+    assert (deep.model.name, deep.train.epochs, deep.train.lr) == ("resnet56", 6, 0.05)
+    assert deep.model.args == {"width": 2}
+    # model.args is replaced as a whole, never merged: a run's args are the run's args.
+    assert noskip.model.args == {"shortcut": False}
+    assert noskip.model.name == "resnet20"
+
+
+def test_run_dir_layout(write_yaml: Callable[..., Path]) -> None:
+    cfg = load_config(write_yaml(FIGURE))
+    assert cfg.run_dir == Path("results/fig")
+    deep = expand_runs(cfg)[1]
+    assert deep.run_dir == Path("results/fig/deep")
+    assert deep.checkpoint_dir == Path("results/fig/deep/checkpoints")
+    assert deep.final_checkpoint == Path("results/fig/deep/checkpoints/final.pt")
+    assert deep.surface_path == Path("results/fig/deep/surface.h5")
+
+    single = load_config(write_yaml("{}\n", name="solo.yaml"))
+    assert single.run_dir == Path("outputs/solo")
+    assert single.final_checkpoint == Path("outputs/solo/checkpoints/final.pt")
+    given = config_from_dict({"checkpoint": "elsewhere/model.pt"})
+    assert given.final_checkpoint == Path("elsewhere/model.pt")
+
+
+def test_select_runs(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml(FIGURE)
+    cfg = load_config(path)
+    assert [r.run for r in select_runs(cfg)] == ["plain", "deep", "noskip"]
+    assert [r.run for r in select_runs(cfg, ["noskip", "plain"])] == ["plain", "noskip"]
+    with pytest.raises(ConfigError) as info:
+        select_runs(cfg, ["dep"])
+    msg = _assert_one_line(info.value, path, None)
+    assert "no run 'dep'" in msg and "did you mean deep" in msg
+
+
+def test_config_without_runs_is_its_own_single_run(write_yaml: Callable[..., Path]) -> None:
+    cfg = load_config(write_yaml("name: solo\n"))
+    assert expand_runs(cfg) == [cfg]
+    assert select_runs(cfg, ["solo"]) == [cfg]
+
+
+def test_to_dict_round_trips(write_yaml: Callable[..., Path]) -> None:
+    # Checkpoints and surface files store to_dict(); it must rebuild the same config.
+    run = expand_runs(load_config(write_yaml(FIGURE)))[1]
+    again = config_from_dict(run.to_dict())
+    assert again.to_dict() == run.to_dict()
+    assert again.run_dir == run.run_dir
+
+
+# ----------------------------------------------------------------------------- grid property
+
+
+@given(
+    lo=st.floats(-10, 10, allow_nan=False),
+    hi=st.floats(-10, 10, allow_nan=False),
+    num=st.integers(-2, 60),
+)
+def test_axis_accepted_exactly_when_it_makes_a_grid(lo: float, hi: float, num: int) -> None:
+    ok = num >= 1 and (lo < hi or (lo == hi and num == 1))
+    cfg = SurfaceConfig(x=[lo, hi, num], y=None)
+    if ok:
+        cfg.validate("surface")
+    else:
+        with pytest.raises(ConfigError) as info:
+            cfg.validate("surface")
+        assert info.value.key == "surface.x"

@@ -1,0 +1,275 @@
+"""Tests of the evaluation engine: every speed-up must give the plain model's numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+from torch.utils.data import TensorDataset
+
+from landscape.config import EngineConfig
+from landscape.directions import random_directions, target_tensors
+from landscape.engine import (
+    EvalSet,
+    PointEvaluator,
+    StreamSet,
+    evaluate,
+    make_eval_set,
+    make_loss,
+    trace_fold_pairs,
+)
+from landscape.errors import LandscapeError
+from landscape.models import create_model
+
+PLAIN = EngineConfig(channels_last="off", fold_bn="off")
+POINTS = [(0.0, 0.0), (0.3, -0.2), (-0.5, 0.4)]
+
+
+def _model(name: str, seed: int = 0) -> nn.Module:
+    """A model whose BN layers are far from the identity, so folding really changes the weights."""
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=10, in_channels=3).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+    return model
+
+
+def _data(n: int = 24, size: int = 8, seed: int = 1) -> EvalSet:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, size, size, generator=g)
+    return EvalSet(x, torch.randint(0, 10, (n,), generator=g))
+
+
+def _evaluator(model: nn.Module, engine: EngineConfig | None, dir_type: str = "weights", **kw):
+    targets = target_tensors(model, dir_type)
+    ignore = "none" if dir_type == "states" else "biasbn"
+    dirs = random_directions(targets, 2, norm="filter", ignore=ignore, seed=3)
+    return PointEvaluator(model, targets, dirs, batch_size=10, engine=engine, **kw)
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_results(a: list[dict[str, float]], b: list[dict[str, float]], n: int) -> None:
+    for ra, rb in zip(a, b, strict=True):
+        assert_close(ra["train_loss"], rb["train_loss"], rtol=1e-5, atol=1e-6)
+        # A near-tie in the logits may flip one example, nothing more.
+        assert abs(ra["train_acc"] - rb["train_acc"]) <= 100.0 / n + 1e-9
+
+
+def _run(ev: PointEvaluator, data: EvalSet, points=POINTS) -> list[dict[str, float]]:
+    with ev.session():
+        return [ev.evaluate(c, {"train": data}) for c in points]
+
+
+# ----------------------------------------------------------------------------- BN folding
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet20_noshort", "vgg9", "preresnet20"])
+def test_folded_equals_unfolded(name: str) -> None:
+    model, data = _model(name), _data()
+    folded = _evaluator(model, EngineConfig(fold_bn="on", channels_last="off"))
+    assert folded.choice.fold_bn and folded.choice.folded_pairs > 0
+    _assert_same_results(_run(folded, data), _run(_evaluator(model, PLAIN), data), len(data))
+
+
+def test_folding_finds_only_conv_then_bn() -> None:
+    """ResNet folds every conv/BN pair; PreResNet only conv1 -> bn2 (its bn1 precedes a conv)."""
+    _, pairs = trace_fold_pairs(_model("resnet20"))
+    assert len(pairs) == 1 + 9 * 2 + 2  # stem, two per block, two projection shortcuts
+    assert ("layer2.0.shortcut.0", "layer2.0.shortcut.1") in {(p.conv, p.bn) for p in pairs}
+    _, pre = trace_fold_pairs(_model("preresnet20"))
+    assert {(p.conv.rsplit(".", 1)[1], p.bn.rsplit(".", 1)[1]) for p in pre} == {("conv1", "bn2")}
+    assert len(pre) == 9
+
+
+def test_densenet_pre_activation_bns_are_not_folded() -> None:
+    """DenseNet's bn1 / transition bn / head bn come before a conv (or after a concat): kept.
+
+    Only the bottleneck's conv1 -> bn2 is a true conv-then-BN pair, and folding it is exact.
+    """
+    model, data = _model("densenet40_bc"), _data(n=12)
+    folded = _evaluator(model, EngineConfig(fold_bn="on", channels_last="on"))
+    runner_bns = {n for n, m in folded._runner.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert "bn" in runner_bns and "trans1.bn" in runner_bns and "dense1.0.bn1" in runner_bns
+    assert not any(n.endswith("bn2") for n in runner_bns)
+    assert folded.choice.folded_pairs == 18
+    _assert_same_results(_run(folded, data), _run(_evaluator(model, PLAIN), data), len(data))
+
+
+def test_folding_follows_perturbed_bn_tensors() -> None:
+    """dir_type states with ignore none moves BN weights and statistics: folding sees them."""
+    model, data = _model("resnet20"), _data()
+    points = [(0.0, 0.0), (0.1, -0.05), (-0.05, 0.1)]
+    folded = _evaluator(model, EngineConfig(fold_bn="on"), dir_type="states")
+    plain = _evaluator(model, PLAIN, dir_type="states")
+    results = _run(folded, data, points)
+    assert len({r["train_loss"] for r in results}) == 3  # the points really differ
+    _assert_same_results(results, _run(plain, data, points), len(data))
+
+
+def test_fold_auto_skips_bn_recompute_and_untraceable_models() -> None:
+    model = _model("resnet20")
+    assert _evaluator(model, EngineConfig()).choice.fold_bn
+    bn_data = torch.randn(8, 3, 8, 8)
+    assert not _evaluator(model, EngineConfig(), bn_data=bn_data).choice.fold_bn
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+                x = -x
+            return self.bn(self.conv(x)).mean(dim=(2, 3))
+
+    branchy = Branchy().eval()
+    assert not _evaluator(branchy, EngineConfig()).choice.fold_bn
+    with pytest.raises(LandscapeError, match="fold_bn"):
+        _evaluator(branchy, EngineConfig(fold_bn="on"))
+
+
+def test_folding_after_bn_recompute_matches_unfolded() -> None:
+    model, data = _model("resnet20"), _data()
+    bn_data = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    folded = _evaluator(model, EngineConfig(fold_bn="on"), bn_data=bn_data)
+    plain = _evaluator(model, PLAIN, bn_data=bn_data)
+    _assert_same_results(_run(folded, data), _run(plain, data), len(data))
+
+
+# ----------------------------------------------------------------------------- formats, points
+
+
+def test_channels_last_equals_default() -> None:
+    model, data = _model("resnet20"), _data()
+    cl = _evaluator(model, EngineConfig(channels_last="on", fold_bn="off"))
+    assert cl.choice.channels_last and not cl.choice.fold_bn
+    _assert_same_results(_run(cl, data), _run(_evaluator(model, PLAIN), data), len(data))
+
+
+@pytest.mark.parametrize("fold", ["on", "off"])
+def test_evaluate_many_equals_a_loop(fold: str) -> None:
+    """Four points in groups of three (vmap over stacked weights) equal four single calls."""
+    model, data = _model("resnet20"), _data()
+    points = [*POINTS, (0.2, 0.2)]
+    many = _evaluator(model, EngineConfig(points_per_call=3, fold_bn=fold))
+    with many.session():
+        batched = many.evaluate_many(points, {"train": data})
+    _assert_same_results(batched, _run(_evaluator(model, PLAIN), data, points), len(data))
+
+
+def test_bf16_is_close_to_float32() -> None:
+    model, data = _model("resnet20"), _data(n=40)
+    low = _run(_evaluator(model, EngineConfig(), precision="bf16"), data)
+    exact = _run(_evaluator(model, EngineConfig()), data)
+    for a, b in zip(low, exact, strict=True):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 0.05 * abs(b["train_loss"])
+
+
+def test_fp16_on_cpu_is_a_clear_error() -> None:
+    with pytest.raises(LandscapeError, match="fp16 needs a GPU.*bf16"):
+        _evaluator(_model("resnet20"), None, precision="fp16")
+
+
+def test_compile_failure_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile fails lazily, at the first call: the engine warns and runs eagerly."""
+
+    def broken_compile(module: nn.Module, **_: object):
+        def fail(x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model, data = _model("resnet20"), _data()
+    ev = _evaluator(model, EngineConfig(compile=True))
+    assert ev.compiled
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        results = _run(ev, data)
+    assert not ev.compiled
+    _assert_same_results(results, _run(_evaluator(model, PLAIN), data), len(data))
+
+
+# ----------------------------------------------------------------------------- restore
+
+
+@pytest.mark.parametrize(
+    "engine, bn",
+    [
+        (EngineConfig(fold_bn="on", channels_last="on"), False),
+        (EngineConfig(points_per_call=2), False),
+        (EngineConfig(fold_bn="on"), True),
+    ],
+    ids=["folded", "vmapped", "bn-recompute"],
+)
+def test_restore_is_bit_exact(engine: EngineConfig, bn: bool) -> None:
+    model, data = _model("resnet20"), _data()
+    before = _snapshot(model)
+    modules_before = [type(m) for m in model.modules()]
+    bn_data = torch.randn(16, 3, 8, 8) if bn else None
+    ev = _evaluator(model, engine, dir_type="states", bn_data=bn_data)
+    with ev.session():
+        ev.evaluate_many(POINTS, {"train": data})
+        ev.evaluate((0.4, 0.1), {"train": data})
+    after = _snapshot(model)
+    assert before.keys() == after.keys()
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k
+        assert after[k].is_contiguous(), k  # the memory format is the model's own
+    assert [type(m) for m in model.modules()] == modules_before  # no BN removed, no conv changed
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _dataset(n: int = 30) -> TensorDataset:
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(n, 3, 8, 8, generator=g)
+    return TensorDataset(x, torch.randint(0, 10, (n,), generator=g))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stream_set_gives_the_eval_set_loss(workers: int) -> None:
+    ds, model = _dataset(), _model("resnet20")
+    memory = make_eval_set(ds, n=20, seed=3, in_memory="on", batch_size=7)
+    stream = make_eval_set(ds, n=20, seed=3, in_memory="off", batch_size=7, workers=workers)
+    assert isinstance(memory, EvalSet) and isinstance(stream, StreamSet)
+    assert len(stream) == len(memory) == 20
+    streamed_x = torch.cat([x for x, _ in stream.batches()])
+    assert torch.equal(streamed_x, memory.x)  # the same seeded subset, in the same order
+    ev = _evaluator(model, EngineConfig())
+    with ev.session():
+        a = ev.evaluate((0.2, -0.1), {"train": memory})
+        b = ev.evaluate((0.2, -0.1), {"train": stream})
+    assert_close(a["train_loss"], b["train_loss"], rtol=1e-6, atol=0)
+    assert a["train_acc"] == b["train_acc"]
+
+
+def test_make_eval_set_decides_from_the_size() -> None:
+    ds = _dataset()
+    example = 3 * 8 * 8 * 4 + 8
+    assert isinstance(make_eval_set(ds, n=10, max_bytes=10 * example), EvalSet)
+    assert isinstance(make_eval_set(ds, n=10, max_bytes=10 * example - 1, workers=0), StreamSet)
+    assert isinstance(make_eval_set(ds, n=10, in_memory="off", workers=0), StreamSet)
+    assert isinstance(make_eval_set(ds, n=10, in_memory="on", max_bytes=1), EvalSet)
+    whole = make_eval_set(ds, n=1000)  # a subset larger than the set is all of it
+    assert len(whole) == 30
+    with pytest.raises(LandscapeError, match="in_memory"):
+        make_eval_set(ds, in_memory="maybe")
+
+
+def test_plain_evaluate_matches_a_hand_computed_loss() -> None:
+    model, data = _model("resnet20"), _data()
+    loss, acc = evaluate(model, data, make_loss("crossentropy"), batch_size=7, channels_last=True)
+    with torch.no_grad():
+        out = model(data.x)
+    assert_close(loss, nn.functional.cross_entropy(out, data.y).item(), rtol=1e-5, atol=1e-6)
+    assert acc == pytest.approx(100.0 * (out.argmax(1) == data.y).float().mean().item())

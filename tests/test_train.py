@@ -1,0 +1,262 @@
+"""Tests for training: checkpoints and metrics on disk, determinism, and resume == uninterrupted."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import landscape.train as train_module
+from landscape.checkpoint import load_checkpoint, model_from_checkpoint
+from landscape.config import Config, TrainConfig
+from landscape.data import dataset_to_tensors, eval_dataset
+from landscape.engine import EvalSet, evaluate, make_loss
+from landscape.errors import LandscapeError
+from landscape.train import CSV_FIELDS, build_model, lr_at, make_optimizer, train
+
+# One torch thread: on the shared 2-core machine, more threads spin and wait (8x slower).
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _rows(cfg: Config) -> list[dict[str, str]]:
+    with open(cfg.run_dir / "metrics.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == CSV_FIELDS
+        return list(reader)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["state_dict"]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"{k} differs"
+
+
+def _interrupt_at_epoch(monkeypatch: pytest.MonkeyPatch, stop: int) -> None:
+    """Raise KeyboardInterrupt as (0-based) epoch `stop` starts, like Ctrl-C between epochs."""
+    real = train_module.lr_at
+
+    def lr_or_interrupt(epoch: int, t: TrainConfig) -> float:
+        if epoch == stop:
+            raise KeyboardInterrupt
+        return real(epoch, t)
+
+    monkeypatch.setattr(train_module, "lr_at", lr_or_interrupt)
+
+
+def _interrupt_saving(monkeypatch: pytest.MonkeyPatch, name: str, epoch: int) -> None:
+    """Raise KeyboardInterrupt instead of writing checkpoint `name` at `epoch`."""
+    real = train_module._save
+
+    def save_or_interrupt(path: Path, *args: Any, **kwargs: Any) -> None:
+        if path.name == name and args[3] == epoch:
+            raise KeyboardInterrupt
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_save", save_or_interrupt)
+
+
+# ----------------------------------------------------------------------------- a short run
+
+
+def test_short_run_writes_checkpoints_and_metrics(train_config: Callable[..., Config]) -> None:
+    cfg = train_config(train={"schedule": "cosine"})
+    final = train(cfg, progress=False)
+    assert final == cfg.checkpoint_dir / "final.pt"
+    names = sorted(p.name for p in cfg.checkpoint_dir.iterdir())
+    # epoch_000 (the start), every save_every=2, the last epoch, final; last.pt is gone when done.
+    assert names == ["epoch_000.pt", "epoch_002.pt", "epoch_003.pt", "final.pt"]
+    for name, epoch in [("epoch_000.pt", 0), ("epoch_002.pt", 2), ("final.pt", 3)]:
+        assert load_checkpoint(cfg.checkpoint_dir / name)["epoch"] == epoch
+
+    rows = _rows(cfg)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    for i, r in enumerate(rows):
+        assert float(r["lr"]) == pytest.approx(lr_at(i, cfg.train))
+        assert all(math.isfinite(float(r[k])) for k in ("train_loss", "test_loss", "seconds"))
+        assert 0 <= float(r["train_acc"]) <= 100 and 0 <= float(r["test_acc"]) <= 100
+    ckpt = load_checkpoint(final)
+    assert ckpt["metrics"]["test_acc"] == pytest.approx(float(rows[-1]["test_acc"]))
+    assert ckpt["config"] == cfg.to_dict()
+    assert ckpt["model_args"] == {"num_classes": 10, "in_channels": 1}
+
+
+def test_epoch_000_is_the_seeded_initialisation(train_config: Callable[..., Config]) -> None:
+    cfg = train_config()
+    final = train(cfg, progress=False)
+    torch.manual_seed(cfg.train.seed)
+    init = build_model(cfg).state_dict()
+    start = _weights(cfg.checkpoint_dir / "epoch_000.pt")
+    assert all(torch.equal(init[k], start[k]) for k in init)
+    assert not torch.equal(_weights(final)["conv1.weight"], start["conv1.weight"])
+
+
+def test_final_checkpoint_rebuilds_and_matches_its_metrics(
+    train_config: Callable[..., Config],
+) -> None:
+    cfg = train_config()
+    model, ckpt = model_from_checkpoint(train(cfg, progress=False))
+    x, y = dataset_to_tensors(eval_dataset(cfg.data, "test"))
+    loss, acc = evaluate(model.eval(), EvalSet(x, y), make_loss("crossentropy"))
+    assert acc == pytest.approx(ckpt["metrics"]["test_acc"])
+    assert loss == pytest.approx(ckpt["metrics"]["test_loss"], rel=1e-5)
+
+
+def test_deterministic_on_cpu(train_config: Callable[..., Config]) -> None:
+    a = train(train_config("a"), progress=False)
+    b = train(train_config("b"), progress=False)
+    _assert_same_weights(a, b)
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_resume_equals_uninterrupted(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = train(train_config("a"), progress=False)
+
+    cfg = train_config("b")
+    _interrupt_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.undo()
+    last = cfg.checkpoint_dir / "last.pt"
+    assert load_checkpoint(last)["epoch"] == 1
+    assert "optimizer" in load_checkpoint(last)
+    assert not (cfg.checkpoint_dir / "final.pt").exists()
+    assert len(_rows(cfg)) == 1
+
+    logs: list[str] = []
+    resumed = train(cfg, progress=False, log=logs.append)
+    assert any("resuming" in line and "epoch 1" in line for line in logs)
+    _assert_same_weights(whole, resumed)
+    _assert_same_weights(
+        train_config("a").checkpoint_dir / "epoch_002.pt", cfg.checkpoint_dir / "epoch_002.pt"
+    )
+    assert [int(r["epoch"]) for r in _rows(cfg)] == [1, 2, 3]
+    assert not last.exists()
+
+
+def test_rows_of_an_unsaved_epoch_are_not_duplicated(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed after epoch 2's row was written but before last.pt was: epoch 2 is trained again.
+    cfg = train_config()
+    _interrupt_saving(monkeypatch, "last.pt", 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.undo()
+    assert [int(r["epoch"]) for r in _rows(cfg)] == [1, 2]
+    train(cfg, progress=False)
+    assert [int(r["epoch"]) for r in _rows(cfg)] == [1, 2, 3]
+
+
+def test_interrupted_before_the_final_save_keeps_the_metrics(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = train(train_config("a"), progress=False)
+    cfg = train_config("b")
+    _interrupt_saving(monkeypatch, "epoch_003.pt", 3)  # last.pt already holds epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.undo()
+    resumed = train(cfg, progress=False)
+    _assert_same_weights(whole, resumed)
+    assert load_checkpoint(resumed)["metrics"] == load_checkpoint(whole)["metrics"]
+
+
+def test_rerunning_a_finished_run_is_a_no_op(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = train_config()
+    final = train(cfg, progress=False)
+    stamp = final.stat().st_mtime_ns
+
+    def no_data(*args: object) -> None:
+        raise AssertionError("a finished run must not load data")
+
+    monkeypatch.setattr("landscape.data.load_datasets", no_data)
+    logs: list[str] = []
+    assert train(cfg, progress=False, log=logs.append) == final
+    assert final.stat().st_mtime_ns == stamp
+    assert any("already trained" in line for line in logs)
+    # Settings that cannot change the weights do not make it a different run.
+    same = train_config(
+        surface={"x": [-2, 2, 3]}, train={"workers": 1}, data={"root": "x", "download": True}
+    )
+    assert train(same, progress=False) == final
+
+
+def test_changed_config_needs_overwrite(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train(train_config(), progress=False)
+    changed = train_config(train={"lr": 0.05})
+    with pytest.raises(LandscapeError) as info:
+        train(changed, progress=False)
+    assert "--overwrite" in str(info.value) and "\n" not in str(info.value)
+
+    final = train(changed, progress=False, overwrite=True)
+    assert load_checkpoint(final)["config"]["train"]["lr"] == 0.05
+    assert [int(r["epoch"]) for r in _rows(changed)] == [1, 2, 3]
+
+    # The same holds for an interrupted run: its last.pt belongs to the other config.
+    _interrupt_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(train_config("b"), progress=False)
+    monkeypatch.undo()
+    with pytest.raises(LandscapeError, match="--overwrite"):
+        train(train_config("b", train={"lr": 0.05}), progress=False)
+
+
+# ----------------------------------------------------------------------------- recipe
+
+
+def test_step_schedule() -> None:
+    t = TrainConfig(epochs=6, lr=0.1, schedule="step", milestones=[2, 4], gamma=0.1)
+    lrs = [lr_at(e, t) for e in range(6)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_cosine_schedule() -> None:
+    t = TrainConfig(epochs=10, lr=0.2, schedule="cosine")
+    lrs = [lr_at(e, t) for e in range(10)]
+    assert lrs[0] == pytest.approx(0.2)
+    assert lr_at(5, t) == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert lrs[-1] > 0  # the last epoch still learns
+
+
+def test_constant_schedule() -> None:
+    t = TrainConfig(epochs=5, lr=0.03, schedule="constant", milestones=[1])
+    assert [lr_at(e, t) for e in range(5)] == [0.03] * 5
+
+
+def test_optimizers(train_config: Callable[..., Config]) -> None:
+    model = torch.nn.Linear(2, 2)
+    sgd = make_optimizer(model, TrainConfig(lr=0.1, momentum=0.9, weight_decay=1e-4))
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["nesterov"] is True and sgd.defaults["momentum"] == 0.9
+    plain = make_optimizer(model, TrainConfig(momentum=0.0))
+    assert plain.defaults["nesterov"] is False  # torch refuses Nesterov without momentum
+    adam = make_optimizer(model, TrainConfig(optimizer="adam", lr=1e-3, weight_decay=0.0))
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["lr"] == 1e-3
+
+
+def test_adam_trains_and_differs_from_sgd(train_config: Callable[..., Config]) -> None:
+    adam_cfg = train_config("adam", train={"epochs": 1, "optimizer": "adam", "lr": 1e-3})
+    adam = _weights(train(adam_cfg, progress=False))
+    sgd = _weights(train(train_config("sgd", train={"epochs": 1}), progress=False))
+    assert all(torch.isfinite(v.float()).all() for v in adam.values())
+    assert not torch.equal(adam["conv1.weight"], sgd["conv1.weight"])
+    assert [int(r["epoch"]) for r in _rows(adam_cfg)] == [1]
