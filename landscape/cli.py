@@ -402,5 +402,95 @@ def bench(model_names: str, image_size: int, samples: int, grid: str, precisions
             f.write("\n".join(lines) + "\n")
 
 
+@main.command()
+@_config_options
+@click.option("--grid", type=click.IntRange(min=2), default=21, show_default=True,
+              help="Points per axis of the loss grid on the PCA plane.")
+@click.option("--margin", type=click.FloatRange(min=0), default=0.2, show_default=True,
+              help="Share of the path's span added around it.")
+@click.option("--ignore", type=click.Choice(["biasbn", "none"]), default="biasbn",
+              show_default=True,
+              help="biasbn: biases and BN weights stay out of the PCA, as in the paper.")
+@click.option("--overwrite", is_flag=True,
+              help="Start the trajectory file afresh instead of resuming.")
+@_fail_cleanly
+def trajectory(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
+               out: str | None, device: str | None, quiet: bool, grid: int, margin: float,
+               ignore: str, overwrite: bool) -> None:
+    """Draw the training path in the plane of its top two PCA directions, over the loss there.
+
+    Reads the run's checkpoints/epoch_*.pt and final.pt; writes run_dir/trajectory.h5 (the
+    plane's loss surface with the path under /extra, resumable) and figures/trajectory.png.
+
+    Example: landscape trajectory configs/quickstart.yaml --run resnet56 --grid 21
+    """
+    cfg = _load(config, overrides, profile, out, device)
+    selected = _runs(cfg, runs, device)
+    from .paths import TrajectoryOptions, compute_trajectory, draw_trajectory
+    from .storage import read_extra
+
+    options = TrajectoryOptions(grid=grid, margin=margin, ignore=ignore)
+    for run in selected:
+        label = run.run or run.name
+        path = compute_trajectory(run, options=options, overwrite=overwrite, log=_echo,
+                                  progress=_bar_factory(quiet, f"trajectory {label}"))
+        figure = draw_trajectory(path, run.run_dir / "figures" / f"trajectory.{run.plot.format}",
+                                 dpi=run.plot.dpi)
+        extra = {k: v for k, (v, _) in read_extra(path).items()}
+        ratios = ", ".join(f"PC{i + 1} {100 * r:.1f} %"
+                           for i, r in enumerate(extra["explained_variance"]))
+        gap = abs(extra["path_loss_projected"] - extra["path_loss_actual"]).max()
+        _echo(f"[{label}] explained variance: {ratios}; largest path residual "
+              f"{extra['path_residual'].max():.3f}; "
+              f"largest loss gap plane vs checkpoints {gap:.4g}")
+        click.echo(str(path))
+        click.echo(str(figure))
+
+
+@main.command()
+@_config_options
+@click.option("--grid", type=click.IntRange(min=1), default=11, show_default=True,
+              help="Points per axis over surface.x/surface.y; the surface's own num puts the map "
+                   "into surface.h5 for `landscape stats`.")
+@click.option("--iters", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Lanczos iterations per point.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Examples the Hessian is taken over (default: surface.samples).")
+@click.option("--probes", type=click.IntRange(min=2), default=20, show_default=True,
+              help="Hutchinson probes for the trace at the trained weights.")
+@click.option("--overwrite", is_flag=True,
+              help="Start the Hessian file afresh instead of resuming.")
+@_fail_cleanly
+def hessian(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
+            out: str | None, device: str | None, quiet: bool, grid: int, iters: int,
+            samples: int | None, probes: int, overwrite: bool) -> None:
+    """Hessian eigenvalues at the trained weights and the map of |lambda_min / lambda_max|.
+
+    The map follows the directions of the run's surface.h5 when it exists, and goes into
+    run_dir/hessian.h5 (resumable) and figures/hessian_ratio.png; with --grid equal to the
+    surface's grid it is also stored in surface.h5 as /extra/hessian_ratio.
+
+    Example: landscape hessian configs/quickstart.yaml --run resnet56 --grid 11 --iters 20
+    """
+    cfg = _load(config, overrides, profile, out, device)
+    selected = _runs(cfg, runs, device)
+    from .curvature import HessianOptions, compute_hessian_map, draw_hessian_ratio, read_center
+
+    options = HessianOptions(grid=grid, iters=iters, samples=samples, probes=probes)
+    for run in selected:
+        label = run.run or run.name
+        path = compute_hessian_map(run, options=options, overwrite=overwrite, log=_echo,
+                                   progress=_bar_factory(quiet, f"hessian {label}"))
+        c = read_center(path)
+        _echo(f"[{label}] at the trained weights: lambda_max {c['lambda_max']:.4g}, "
+              f"lambda_min {c['lambda_min']:.4g}, |lambda_min/lambda_max| {c['ratio']:.4g}, "
+              f"trace {c['trace']:.4g} +- {c['trace_stderr']:.2g}")
+        click.echo(str(path))
+        target = run.run_dir / "figures" / f"hessian_ratio.{run.plot.format}"
+        figure = draw_hessian_ratio(path, target, dpi=run.plot.dpi)
+        if figure is not None:
+            click.echo(str(figure))
+
+
 if __name__ == "__main__":
     main()

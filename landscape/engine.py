@@ -616,7 +616,14 @@ class PointEvaluator:
             return functional_call(runner, state, (x,))
 
         batched = vmap(one, in_dims=(0, None))
-        return lambda x: batched(stacked, x)
+
+        def forward(x: Tensor) -> Tensor:
+            with warnings.catch_warnings():
+                # Some pooling ops lack a vmap rule and fall back to a loop: slower, not wrong.
+                warnings.filterwarnings("ignore", message=".*batching rule.*")
+                return batched(stacked, x)
+
+        return forward
 
     # ------------------------------------------------------------------ BN statistics
 

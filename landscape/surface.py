@@ -1,12 +1,17 @@
-"""Computing a surface: the grid, the run loop, resume from the file, and sharing points among ranks."""
+"""Computing a surface: the grid, the run loop, resuming from the file, sharing points among ranks.
+
+One loop serves the CLI and the Python API: each builds a `SurfaceJob` (the model, its directions,
+the grid and the data, all ready) and hands it to `run_job`, which fills a file or an in-memory
+`SurfaceData`.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,8 +29,11 @@ from .directions import (
     random_directions,
     target_tensors,
 )
-from .engine import EvalSet, PointEvaluator, resolve_device
+from .engine import EvalData, PointEvaluator, autocast_context, make_loss, resolve_device
 from .errors import LandscapeError
+
+if TYPE_CHECKING:
+    from .config import EngineConfig
 
 # Attributes that must agree between a file and the run that resumes into it.
 FINGERPRINT_KEYS = (
@@ -35,6 +43,12 @@ FINGERPRINT_KEYS = (
     "checkpoint_sha256",
     "directions_sha256",
 )
+
+# (outputs, targets) -> the mean over the batch, as a 0-d tensor or a number.
+MetricFn = Callable[[Tensor, Tensor], Any]
+# One draw of directions: the origin weights and the directions from it.
+Draw = tuple[dict[str, Tensor], list[Direction]]
+ProgressFactory = Callable[[int, int], Any]
 
 
 def axis_coords(spec: Sequence[float]) -> np.ndarray:
@@ -74,235 +88,275 @@ class Distributed:
         return cls()
 
 
-def build_directions(
-    dcfg: DirectionConfig,
-    model: nn.Module,
-    repeat: int,
-    n: int,
-    checkpoints: Sequence[str | Path] = (),
-) -> tuple[dict[str, Tensor], list[Direction]]:
-    """The origin weights and the n directions of one draw; lines and planes move the origin.
+# ----------------------------------------------------------------------------- the job
 
-    `checkpoints` are the resolved paths of dcfg.checkpoints (for lines and planes).
+
+@dataclass
+class SurfaceJob:
+    """Everything one surface run needs, built: the CLI makes one from a Config, the API from a
+    module and data, and `run_job` runs either.
+
+    `data` (split -> evaluation data) and `bn_data` may be zero-argument functions, called only
+    when points remain, so that resuming a finished file reads no data. `loss` is a name of
+    `engine.make_loss` or a callable giving the mean loss of a batch; `extra` are more such
+    callables, recorded per split as `<split>_<name>`. `accuracy` records `<split>_acc`
+    (classification outputs (B, classes) against integer labels).
     """
-    targets = target_tensors(model, dcfg.dir_type)
-    if dcfg.kind == "random":
-        dirs = random_directions(targets, n, dcfg.norm, dcfg.ignore, seed=dcfg.seed + repeat)
-        origin = {k: t.detach().clone() for k, t in targets.items()}
-    else:
-        states = [_checkpoint_targets(str(p), model, dcfg.dir_type) for p in checkpoints]
-        origin = states[0]
-        dirs = [difference(states[0], states[1])] if dcfg.kind == "line" else plane_directions(*states)
-    if dcfg.orthogonalize and len(dirs) == 2:
-        dirs[1] = orthogonalize(dirs[0], dirs[1])
-    return origin, dirs
+
+    model: nn.Module
+    targets: dict[str, Tensor]
+    draws: list[Draw]
+    x: np.ndarray
+    y: np.ndarray | None
+    splits: list[str]
+    data: Mapping[str, EvalData] | Callable[[], Mapping[str, EvalData]]
+    loss: str | MetricFn = "crossentropy"
+    extra: Mapping[str, MetricFn] = field(default_factory=dict)
+    accuracy: bool = True
+    batch_size: int = 1000
+    precision: str = "float32"
+    bn_data: Tensor | Callable[[], Tensor | None] | None = None
+    engine: EngineConfig | None = None
+    flush_seconds: float = 5.0
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Names of the recorded arrays, split by split: loss, acc, then the extra metrics."""
+        per_split = ["loss", *(["acc"] if self.accuracy else []), *self.extra]
+        return [f"{s}_{m}" for s in self.splits for m in per_split]
+
+    @property
+    def fast(self) -> bool:
+        """Whether the engine measures the points itself (a named loss, accuracy, no extras)."""
+        return isinstance(self.loss, str) and self.accuracy and not self.extra
 
 
-def _checkpoint_targets(path: str, model: nn.Module, dir_type: str) -> dict[str, Tensor]:
-    state = load_checkpoint(path)["state_dict"]
-    names = target_tensors(model, dir_type)
-    missing = [k for k in names if k not in state]
-    if missing:
-        raise LandscapeError(
-            f"checkpoint {path} does not match the model (no {missing[0]!r}): "
-            "surface.directions.checkpoints must come from the same network"
-        )
-    return {k: state[k].to(t.device, t.dtype) for k, t in names.items()}
-
-
-def fingerprint(cfg: Config, sha: str) -> dict[str, str]:
-    """What a resumed file must agree on: the surface settings, model, data and checkpoint."""
-    s = cfg.to_dict()
-    surface = dict(s["surface"])
-    surface.pop("flush_seconds", None)
-    return {
-        "fingerprint_surface": yaml.safe_dump(surface, sort_keys=True),
-        "fingerprint_model": yaml.safe_dump(s["model"], sort_keys=True),
-        "fingerprint_data": yaml.safe_dump(
-            {k: v for k, v in s["data"].items() if k not in ("root", "download")}, sort_keys=True
-        ),
-        "checkpoint_sha256": sha,
-        # A line or plane is rebuilt from its checkpoints on resume: they must be the same files.
-        "directions_sha256": ",".join(
-            file_sha256(cfg.resolve_checkpoint(c)) for c in cfg.surface.directions.checkpoints
-        ),
-    }
-
-
-def check_resumable(path: Path, expected: dict[str, str]) -> None:
-    """Refuse to resume into a file made with another config, checkpoint or seed."""
-    have = storage.read_attrs(path)
-    for key in FINGERPRINT_KEYS:
-        if have.get(key) != expected[key]:
-            names = {"checkpoint_sha256": "checkpoint", "directions_sha256": "direction checkpoint"}
-            what = names.get(key, key.replace("fingerprint_", ""))
-            raise LandscapeError(
-                f"{path} was made with a different {what}: rerun with --overwrite to start afresh, "
-                "or change the output path"
-            )
-
-
-def eval_sets(cfg: Config, device: torch.device) -> dict[str, EvalSet]:
-    """Each requested split as tensors on the device, on a seeded subset of `samples`."""
-    from .data import dataset_to_tensors, eval_dataset
-
-    out = {}
-    for split in cfg.surface.splits:
-        ds = eval_dataset(cfg.data, split)
-        n = cfg.surface.samples
-        if n is not None and n > len(ds):
-            n = len(ds)  # a subset larger than the split is the whole split
-        x, y = dataset_to_tensors(ds, n=n, seed=cfg.data.seed)
-        out[split] = EvalSet(x.to(device), y.to(device))
-    return out
-
-
-def bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
-    """Training images for `bn: recompute`, a seeded subset of bn_samples."""
-    if cfg.surface.bn != "recompute":
-        return None
-    from .data import dataset_to_tensors, eval_dataset
-
-    ds = eval_dataset(cfg.data, "train")
-    x, _ = dataset_to_tensors(ds, n=min(cfg.surface.bn_samples, len(ds)), seed=cfg.data.seed + 1)
-    return x.to(device)
-
-
-ProgressFactory = Callable[[int, int], Any]
-
-
-def compute_surface(
-    cfg: Config,
-    *,
+def run_job(
+    job: SurfaceJob,
     path: str | Path | None = None,
+    *,
     overwrite: bool = False,
-    device: str | None = None,
     progress: ProgressFactory | None = None,
     dist_info: Distributed | None = None,
-) -> Path:
-    """Evaluate the configured grid at the configured checkpoint, resuming an unfinished file.
+) -> Path | storage.SurfaceData:
+    """Evaluate every unfinished point of the job's grid.
 
-    Returns the path of the surface file. Only rank 0 writes; other ranks compute their share.
+    With a path, the points go to that HDF5 file (created, or resumed when its fingerprint
+    attributes match the job's) and the path is returned; without one, they fill a
+    `SurfaceData` in memory, which is returned. Only rank 0 writes; other ranks compute their
+    share.
     """
     dist_info = dist_info or Distributed.from_torch()
-    path = Path(path) if path is not None else cfg.surface_path
-    dev = resolve_device(device or cfg.device)
-    scfg = cfg.surface
-    ckpt_path = cfg.final_checkpoint
-    model, ckpt = model_from_checkpoint(ckpt_path, cfg.model.name, _model_args_hint(cfg))
-    model.to(dev).eval()
-    sha = file_sha256(ckpt_path)
-    x, y = grid_axes(scfg)
-    ndir = 1 if y is None else 2
-    refs = [cfg.resolve_checkpoint(c) for c in scfg.directions.checkpoints]
-    if refs:
-        # A line or plane starts at its first checkpoint, buffers (BN running statistics)
-        # included, so that its origin is that network and not weights of one with stats of another.
-        load_state_into(model, load_checkpoint(refs[0])["state_dict"], f"checkpoint {refs[0]}")
-    targets = target_tensors(model, scfg.directions.dir_type)
-    draws = [build_directions(scfg.directions, model, k, ndir, refs) for k in range(scfg.repeats)]
-    expected = fingerprint(cfg, sha)  # after loading refs: a missing one is a LandscapeError there
-
-    if dist_info.rank == 0:
-        if path.exists() and overwrite:
-            path.unlink()
-        if path.exists():
-            check_resumable(path, expected)
-        else:
-            attrs = {
-                **expected,
-                "config": cfg.to_yaml(),
-                "title": cfg.run or cfg.name,
-                "model": cfg.model.name,
-                "checkpoint": str(ckpt_path),
-                "checkpoint_epoch": int(ckpt.get("epoch", -1)),
-                "dir_kind": scfg.directions.kind,
-                "norm": scfg.directions.norm,
-                "ignore": scfg.directions.ignore,
-                "dir_type": scfg.directions.dir_type,
-                "direction_seed": scfg.directions.seed,
-                "orthogonalize": scfg.directions.orthogonalize,
-                "loss": scfg.loss,
-                "bn": scfg.bn,
-                "precision": scfg.precision,
-                "samples": scfg.samples if scfg.samples is not None else -1,
-                "splits": list(scfg.splits),
-                "data_seed": cfg.data.seed,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "landscape_version": _version(),
-                "torch_version": torch.__version__,
-            }
-            metrics = storage.metric_names(list(scfg.splits))
-            storage.create_surface_file(path, x, y, metrics, [d for _, d in draws], attrs)
-    _barrier(dist_info)
-
-    done = storage.read_surface(path).done if dist_info.rank == 0 else None
+    memory: storage.SurfaceData | None = None
+    if path is None:
+        memory = _empty_surface(job)
+        done: np.ndarray | None = memory.done
+    else:
+        path = Path(path)
+        if dist_info.rank == 0:
+            _prepare_file(job, path, overwrite)
+        _barrier(dist_info)
+        done = storage.read_surface(path).done if dist_info.rank == 0 else None
     pending = _broadcast_pending(done, dist_info)
-    if not pending:
-        return path
+    if pending:
+        writer: Any = None
+        if dist_info.rank == 0:
+            writer = _MemoryWriter(memory) if memory is not None else storage.SurfaceWriter(path)
+        _evaluate(job, pending, writer, progress, dist_info)
+    return memory if memory is not None else Path(path)  # type: ignore[arg-type]
 
-    data = eval_sets(cfg, dev)
-    bn_data = bn_tensors(cfg, dev)
-    writer = storage.SurfaceWriter(path) if dist_info.rank == 0 else None
-    bar = progress(len(pending), 0) if progress is not None and dist_info.rank == 0 else None
+
+def _empty_surface(job: SurfaceJob) -> storage.SurfaceData:
+    shape: tuple[int, ...] = (len(job.x),) if job.y is None else (len(job.y), len(job.x))
+    if len(job.draws) > 1:
+        shape = (len(job.draws), *shape)
+    return storage.SurfaceData(
+        x=np.asarray(job.x, dtype=np.float64),
+        y=None if job.y is None else np.asarray(job.y, dtype=np.float64),
+        metrics={n: np.full(shape, np.nan) for n in job.metric_names},
+        done=np.zeros(shape, dtype=bool),
+        attrs={
+            "schema": storage.SCHEMA,
+            "schema_version": storage.SCHEMA_VERSION,
+            "axis_order": storage.AXIS_ORDER,
+            "repeats": len(job.draws),
+            "metrics": job.metric_names,
+            **job.attrs,
+        },
+        repeats=len(job.draws),
+    )
+
+
+def _prepare_file(job: SurfaceJob, path: Path, overwrite: bool) -> None:
+    """Start a fresh file, or check that an existing one is this job's to resume."""
+    if path.exists() and overwrite:
+        path.unlink()
+    if path.exists():
+        check_resumable(path, job.attrs)
+    else:
+        dirs = [d for _, d in job.draws]
+        storage.create_surface_file(path, job.x, job.y, job.metric_names, dirs, job.attrs)
+
+
+class _MemoryWriter:
+    """The `SurfaceWriter` interface over a SurfaceData in memory."""
+
+    def __init__(self, surf: storage.SurfaceData):
+        self.surf = surf
+
+    def write(self, values: Mapping[str, np.ndarray], index: tuple[np.ndarray, ...]) -> None:
+        for name, vals in values.items():
+            self.surf.metrics[name][index] = vals
+        self.surf.done[index] = True
+
+    def close(self) -> None:
+        pass
+
+
+def _evaluate(
+    job: SurfaceJob,
+    pending: list[tuple[int, ...]],
+    writer: Any,
+    progress: ProgressFactory | None,
+    dist_info: Distributed,
+) -> None:
+    """Measure the pending points draw by draw; the model is back at its weights afterwards."""
+    data = dict(job.data() if callable(job.data) else job.data)
+    bn_data = job.bn_data() if callable(job.bn_data) else job.bn_data
+    bar = progress(len(pending), 0) if progress is not None and writer is not None else None
     try:
-        by_repeat: dict[int, list[tuple[int, ...]]] = {}
+        by_draw: dict[int, list[tuple[int, ...]]] = {}
         for idx in pending:
-            by_repeat.setdefault(idx[0] if scfg.repeats > 1 else 0, []).append(idx)
-        for k, indices in by_repeat.items():
-            origin, dirs = draws[k]
+            by_draw.setdefault(idx[0] if len(job.draws) > 1 else 0, []).append(idx)
+        for k, indices in by_draw.items():
+            origin, dirs = job.draws[k]
             with torch.no_grad():
-                for name, t in targets.items():
+                for name, t in job.targets.items():
                     t.copy_(origin[name])
             ev = PointEvaluator(
-                model,
-                targets,
+                job.model,
+                job.targets,
                 dirs,
-                loss=scfg.loss,
-                batch_size=scfg.batch_size,
-                precision=scfg.precision,
+                # A callable loss is measured here, on the model itself (see _measure_point).
+                loss=job.loss if isinstance(job.loss, str) else "crossentropy",
+                batch_size=job.batch_size,
+                precision=job.precision,
                 bn_data=bn_data,
+                engine=job.engine if job.fast else None,
             )
+            if job.fast:
+                measure = _engine_measure(ev, data)
+            else:
+                measure = _custom_measure(ev, data, job)
+            per_call = getattr(ev, "points_per_call", 1) if job.fast and ev.bn_data is None else 1
             with ev.session():
-                _run_points(ev, indices, x, y, data, writer, bar, scfg, dist_info)
+                _run_points(measure, indices, job, writer, bar, dist_info, per_call)
     finally:
         if writer is not None:
             writer.close()
         if bar is not None:
             bar.close()
-    return path
+
+
+# Measures the points of a list of coordinates, in order.
+Measure = Callable[[list[tuple[float, ...]]], list[dict[str, float]]]
+
+
+def _engine_measure(ev: PointEvaluator, data: Mapping[str, EvalData]) -> Measure:
+    """The engine's own measurement, several points per forward call when it is set up so."""
+    return lambda points: ev.evaluate_many(points, data)
+
+
+def _custom_measure(ev: PointEvaluator, data: Mapping[str, EvalData], job: SurfaceJob) -> Measure:
+    """Loss, accuracy and extra metrics of the model moved to each point, in one pass per split."""
+
+    def one(coords: tuple[float, ...]) -> dict[str, float]:
+        ev.move_to(coords)
+        if ev.bn_data is not None:
+            ev.recompute_bn()
+        out = {}
+        for split, ds in data.items():
+            for name, value in _measure_split(ev.model, ds, job).items():
+                out[f"{split}_{name}"] = value
+        return out
+
+    return lambda points: [one(c) for c in points]
+
+
+def _measure_split(model: nn.Module, ds: EvalData, job: SurfaceJob) -> dict[str, float]:
+    """Means over the split, weighting each batch by its size; sums in float64 on the device."""
+    fns: dict[str, MetricFn] = {"loss": _batch_mean_loss(job.loss), **job.extra}
+    sums = {name: torch.zeros((), dtype=torch.float64, device=ds.device) for name in fns}
+    correct = torch.zeros((), dtype=torch.int64, device=ds.device)
+    n = 0
+    with torch.inference_mode(), autocast_context(ds.device, job.precision):
+        for xb, yb in ds.batches(job.batch_size):
+            out = model(xb)
+            for name, fn in fns.items():
+                sums[name] += _scalar(name, fn(out, yb)) * len(yb)
+            if job.accuracy:
+                correct += (out.argmax(dim=1) == yb).sum()
+            n += len(yb)
+    result = {name: float(s) / n for name, s in sums.items()}
+    if job.accuracy:
+        result["acc"] = 100.0 * int(correct) / n
+    return {k: result[k] for k in ("loss", *(["acc"] if job.accuracy else []), *job.extra)}
+
+
+def _batch_mean_loss(loss: str | MetricFn) -> MetricFn:
+    if not isinstance(loss, str):
+        return loss
+    summed = make_loss(loss)
+    return lambda out, y: summed(out, y) / len(y)
+
+
+def _scalar(name: str, value: Any) -> Tensor:
+    """A callable's result as a float64 0-d tensor, or one line saying what was expected."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.float64)
+    if isinstance(value, Tensor) and value.numel() == 1 and value.is_floating_point():
+        return value.detach().reshape(()).double()
+    what = (
+        f"a tensor of shape {tuple(value.shape)} ({value.dtype})"
+        if isinstance(value, Tensor)
+        else f"a {type(value).__name__}"
+    )
+    key = "loss" if name == "loss" else f"metrics[{name!r}]"
+    raise LandscapeError(
+        f"{key}: the callable returned {what}; expected a scalar, the mean over the batch "
+        "(e.g. reduction='mean')"
+    )
 
 
 def _run_points(
-    ev: PointEvaluator,
+    measure: Measure,
     indices: list[tuple[int, ...]],
-    x: np.ndarray,
-    y: np.ndarray | None,
-    data: dict[str, EvalSet],
-    writer: storage.SurfaceWriter | None,
+    job: SurfaceJob,
+    writer: Any,
     bar: Any,
-    scfg: SurfaceConfig,
     dist_info: Distributed,
+    per_call: int = 1,
 ) -> None:
-    """Evaluate `indices` (shared round-robin among ranks), flushing to the file as they finish."""
+    """Evaluate `indices` (shared round-robin among ranks), flushing them to the writer."""
     buffer: list[tuple[tuple[int, ...], dict[str, float]]] = []
     last_flush = time.monotonic()
-    # Ranks work in rounds of `world` points so that rank 0 can collect and write each round.
-    step = dist_info.world
+    # Ranks work in rounds of `per_call` points each, so that rank 0 can collect and write
+    # each round.
+    step = dist_info.world * per_call
     try:
         for start in range(0, len(indices), step):
             round_ = indices[start : start + step]
-            mine = round_[dist_info.rank] if dist_info.rank < len(round_) else None
-            result = ev.evaluate(point_coords(x, y, mine), data) if mine is not None else None
+            mine = round_[dist_info.rank * per_call : (dist_info.rank + 1) * per_call]
+            results = measure([point_coords(job.x, job.y, i) for i in mine]) if mine else []
+            done = list(zip(mine, results, strict=True))
             if dist_info.enabled:
-                gathered = _gather((mine, result), dist_info)
-            else:
-                gathered = [(mine, result)]
+                done = [pair for part in _gather(done, dist_info) for pair in part]
             if writer is not None:
-                buffer.extend((i, r) for i, r in gathered if i is not None and r is not None)
+                buffer.extend(done)
                 if bar is not None:
                     bar.update(len(round_))
-                if time.monotonic() - last_flush >= scfg.flush_seconds:
+                if time.monotonic() - last_flush >= job.flush_seconds:
                     _flush(writer, buffer)
                     buffer = []
                     last_flush = time.monotonic()
@@ -312,7 +366,7 @@ def _run_points(
             _flush(writer, buffer)
 
 
-def _flush(writer: storage.SurfaceWriter, buffer: list[tuple[tuple[int, ...], dict[str, float]]]) -> None:
+def _flush(writer: Any, buffer: list[tuple[tuple[int, ...], dict[str, float]]]) -> None:
     if not buffer:
         return
     index = tuple(np.array(axis) for axis in zip(*(i for i, _ in buffer), strict=True))
@@ -348,6 +402,195 @@ def _barrier(dist_info: Distributed) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
+    """Refuse to resume into a file made with another config, checkpoint or seed."""
+    have = storage.read_attrs(path)
+    for key in FINGERPRINT_KEYS:
+        if have.get(key) != expected.get(key):
+            names = {"checkpoint_sha256": "checkpoint", "directions_sha256": "direction checkpoint"}
+            what = names.get(key, key.replace("fingerprint_", ""))
+            raise LandscapeError(
+                f"{path} was made with a different {what}: rerun with --overwrite to start afresh, "
+                "or change the output path"
+            )
+
+
+# ----------------------------------------------------------------------------- from a config
+
+
+def compute_surface(
+    cfg: Config,
+    *,
+    path: str | Path | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: ProgressFactory | None = None,
+    dist_info: Distributed | None = None,
+) -> Path:
+    """Evaluate the configured grid at the configured checkpoint, resuming an unfinished file.
+
+    Returns the path of the surface file. Only rank 0 writes; other ranks compute their share.
+    """
+    job = job_from_config(cfg, device)
+    out = Path(path) if path is not None else cfg.surface_path
+    run_job(job, out, overwrite=overwrite, progress=progress, dist_info=dist_info)
+    return out
+
+
+def job_from_config(cfg: Config, device: str | None = None) -> SurfaceJob:
+    """The job a Config describes: its checkpoint, directions, grid, splits and file attributes."""
+    dev = resolve_device(device or cfg.device)
+    scfg = cfg.surface
+    ckpt_path = cfg.final_checkpoint
+    model, ckpt = model_from_checkpoint(ckpt_path, cfg.model.name, _model_args_hint(cfg))
+    model.to(dev).eval()
+    sha = file_sha256(ckpt_path)
+    x, y = grid_axes(scfg)
+    ndir = 1 if y is None else 2
+    refs = [cfg.resolve_checkpoint(c) for c in scfg.directions.checkpoints]
+    if refs:
+        # A line or plane starts at its first checkpoint, buffers (BN running statistics)
+        # included, so that its origin is that network and not weights of one with stats of another.
+        load_state_into(model, load_checkpoint(refs[0])["state_dict"], f"checkpoint {refs[0]}")
+    targets = target_tensors(model, scfg.directions.dir_type)
+    draws = [build_directions(scfg.directions, model, k, ndir, refs) for k in range(scfg.repeats)]
+    expected = fingerprint(cfg, sha)  # after loading refs: a missing one is a LandscapeError there
+    attrs = {
+        **expected,
+        "config": cfg.to_yaml(),
+        "title": cfg.run or cfg.name,
+        "model": cfg.model.name,
+        "checkpoint": str(ckpt_path),
+        "checkpoint_epoch": int(ckpt.get("epoch", -1)),
+        "dir_kind": scfg.directions.kind,
+        "norm": scfg.directions.norm,
+        "ignore": scfg.directions.ignore,
+        "dir_type": scfg.directions.dir_type,
+        "direction_seed": scfg.directions.seed,
+        "orthogonalize": scfg.directions.orthogonalize,
+        "loss": scfg.loss,
+        "bn": scfg.bn,
+        "precision": scfg.precision,
+        "samples": scfg.samples if scfg.samples is not None else -1,
+        "splits": list(scfg.splits),
+        "data_seed": cfg.data.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "landscape_version": _version(),
+        "torch_version": torch.__version__,
+    }
+    return SurfaceJob(
+        model=model,
+        targets=targets,
+        draws=draws,
+        x=x,
+        y=y,
+        splits=list(scfg.splits),
+        data=lambda: eval_sets(cfg, dev),
+        loss=scfg.loss,
+        batch_size=scfg.batch_size,
+        precision=scfg.precision,
+        bn_data=lambda: bn_tensors(cfg, dev),
+        engine=scfg.engine,
+        flush_seconds=scfg.flush_seconds,
+        attrs=attrs,
+    )
+
+
+def build_directions(
+    dcfg: DirectionConfig,
+    model: nn.Module,
+    repeat: int,
+    n: int,
+    checkpoints: Sequence[str | Path] = (),
+) -> Draw:
+    """The origin weights and the n directions of one draw; lines and planes move the origin.
+
+    `checkpoints` are the resolved paths of dcfg.checkpoints (for lines and planes).
+    """
+    targets = target_tensors(model, dcfg.dir_type)
+    if dcfg.kind == "random":
+        dirs = random_directions(targets, n, dcfg.norm, dcfg.ignore, seed=dcfg.seed + repeat)
+        origin = {k: t.detach().clone() for k, t in targets.items()}
+    else:
+        states = [_checkpoint_targets(str(p), model, dcfg.dir_type) for p in checkpoints]
+        origin = states[0]
+        if dcfg.kind == "line":
+            dirs = [difference(states[0], states[1])]
+        else:
+            dirs = plane_directions(*states)
+    if dcfg.orthogonalize and len(dirs) == 2:
+        dirs[1] = orthogonalize(dirs[0], dirs[1])
+    return origin, dirs
+
+
+def _checkpoint_targets(path: str, model: nn.Module, dir_type: str) -> dict[str, Tensor]:
+    state = load_checkpoint(path)["state_dict"]
+    names = target_tensors(model, dir_type)
+    missing = [k for k in names if k not in state]
+    if missing:
+        raise LandscapeError(
+            f"checkpoint {path} does not match the model (no {missing[0]!r}): "
+            "surface.directions.checkpoints must come from the same network"
+        )
+    return {k: state[k].to(t.device, t.dtype) for k, t in names.items()}
+
+
+def fingerprint(cfg: Config, sha: str) -> dict[str, str]:
+    """What a resumed file must agree on: the surface settings, model, data and checkpoint.
+
+    Speed options (surface.engine) and the flush interval change how fast points come, not
+    their values, so a run may resume with others.
+    """
+    s = cfg.to_dict()
+    surface = dict(s["surface"])
+    surface.pop("flush_seconds", None)
+    surface.pop("engine", None)
+    return {
+        "fingerprint_surface": yaml.safe_dump(surface, sort_keys=True),
+        "fingerprint_model": yaml.safe_dump(s["model"], sort_keys=True),
+        "fingerprint_data": yaml.safe_dump(
+            {k: v for k, v in s["data"].items() if k not in ("root", "download")}, sort_keys=True
+        ),
+        "checkpoint_sha256": sha,
+        # A line or plane is rebuilt from its checkpoints on resume: they must be the same files.
+        "directions_sha256": ",".join(
+            file_sha256(cfg.resolve_checkpoint(c)) for c in cfg.surface.directions.checkpoints
+        ),
+    }
+
+
+def eval_sets(cfg: Config, device: torch.device) -> dict[str, EvalData]:
+    """Each requested split on a seeded subset of `samples`: on the device, or streamed when it
+    does not fit (surface.engine.in_memory)."""
+    from .data import eval_dataset
+    from .engine import make_eval_set
+
+    scfg = cfg.surface
+    return {
+        split: make_eval_set(
+            eval_dataset(cfg.data, split),
+            n=scfg.samples,  # a subset larger than the split is the whole split
+            seed=cfg.data.seed,
+            device=device,
+            in_memory=scfg.engine.in_memory,
+            batch_size=scfg.batch_size,
+            workers=scfg.engine.workers,
+        )
+        for split in scfg.splits
+    }
+
+
+def bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
+    """Training images for `bn: recompute`, a seeded subset of bn_samples."""
+    if cfg.surface.bn != "recompute":
+        return None
+    from .data import dataset_to_tensors, eval_dataset
+
+    ds = eval_dataset(cfg.data, "train")
+    x, _ = dataset_to_tensors(ds, n=min(cfg.surface.bn_samples, len(ds)), seed=cfg.data.seed + 1)
+    return x.to(device)
 
 
 def _model_args_hint(cfg: Config) -> dict[str, Any]:

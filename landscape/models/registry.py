@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import typing
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from landscape.errors import LandscapeError, closest, unknown_name_message
+from landscape.errors import ConfigError, LandscapeError, closest, unknown_name_message
 
 Builder = Callable[..., nn.Module]
 B = TypeVar("B", bound=Builder)
@@ -94,17 +95,27 @@ def _check_size(what: str, value: object) -> None:
 def create_model(
     name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any
 ) -> nn.Module:
-    """Build a registered model; extra keyword arguments go to its class (shortcut='resnet_d')."""
-    fn = _builder(name)
+    """Build a registered model, or call the builder at an import path 'pkg.module:function'.
+
+    Extra keyword arguments go to the builder (shortcut='resnet_d'); an import-path builder is
+    given num_classes and in_channels only when its signature takes them.
+    """
     _check_size("num_classes", num_classes)
     _check_size("in_channels", in_channels)
+    if is_import_path(name):
+        fn = _import_builder(name)
+        sizes = {"num_classes": num_classes, "in_channels": in_channels}
+        kwargs = {**{k: v for k, v in sizes.items() if _takes(fn, k)}, **kwargs}
+    else:
+        fn = _builder(name)
+        kwargs = {"num_classes": num_classes, "in_channels": in_channels, **kwargs}
     try:
-        return fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
+        model = fn(**kwargs)
     except TypeError as exc:
         match = _BAD_ARGUMENT.search(str(exc))
         arg = (match.group(1) or match.group(2)) if match else None
         # Only an argument the caller passed is the caller's mistake; anything else is a bug.
-        if arg is None or arg not in {*kwargs, "num_classes", "in_channels"}:
+        if arg is None or arg not in kwargs:
             raise
         accepted = _accepted_arguments(fn)
         if arg in accepted:
@@ -118,6 +129,61 @@ def create_model(
         raise LandscapeError(
             f"model {name!r} has no argument {arg!r}{hint}; remove it{valid}"
         ) from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"{name!r} returned {_describe(model)}; expected a torch.nn.Module", key="model.name"
+        )
+    return model
+
+
+def is_import_path(name: str) -> bool:
+    """Whether a model name is an import path 'pkg.module:function', not a registered name."""
+    return ":" in name
+
+
+def _import_builder(path: str) -> Builder:
+    """The callable at 'pkg.module:function' (dots after the colon reach nested attributes)."""
+    expected = "expected 'pkg.module:function' naming a callable that returns an nn.Module"
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"cannot import {path!r}; {expected}", key="model.name")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # any failure while importing user code is a bad path for us
+        raise ConfigError(
+            f"cannot import {path!r} ({type(exc).__name__}: {exc}); {expected}", key="model.name"
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(
+                f"cannot import {path!r} (no {part!r} in {module_name}); {expected}",
+                key="model.name",
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(
+            f"{path!r} is {_describe(obj)}, not callable; {expected}", key="model.name"
+        )
+    return obj
+
+
+def _takes(fn: Builder, arg: str) -> bool:
+    """Whether fn accepts keyword `arg`, by name or through **kwargs."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature (some builtins): do not guess
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD or (p.name == arg and p.kind is not p.POSITIONAL_ONLY)
+        for p in params
+    )
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def count_parameters(model: nn.Module) -> int:

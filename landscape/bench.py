@@ -1,0 +1,371 @@
+"""How fast surfaces are evaluated: raw forward speed, landscape's grid speed, a research baseline.
+
+For each model, one run on the same weights, data and grid measures
+  (a) raw forward throughput of the plain model (best batch size and memory format, float32),
+  (b) landscape's grid throughput (grid points x samples / wall time, warm-up excluded) per
+      precision and points per call, with the largest loss error against float32,
+  (c) a baseline written the way research code does it: a DataLoader with per-image transforms
+      (PIL, ToTensor, Normalize; batch 128) and weights rebuilt from numpy at every grid point.
+The data are seeded random CIFAR-shaped uint8 images, so the benchmark runs offline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import resource
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from .config import EngineConfig, SurfaceConfig
+from .directions import Direction, random_directions, target_tensors
+from .engine import EvalSet, PointEvaluator, resolve_device
+from .errors import LandscapeError
+
+# CIFAR-10's channel statistics, as the research scripts normalize with them.
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+NUM_CLASSES = 10
+BASELINE_BATCH = 128
+
+Progress = Callable[[str], None]
+
+
+def projected_minutes(throughput: float, points: int = 2601, samples: int = 50000) -> float:
+    """Minutes for `points` grid points on `samples` images (51x51 on CIFAR-10's train set)."""
+    return points * samples / throughput / 60.0
+
+
+# ----------------------------------------------------------------------------- data and weights
+
+
+def synthetic_images(samples: int, image_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random uint8 images (N, H, W, 3), as CIFAR stores them, and labels (N,)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(samples, image_size, image_size, 3), dtype=np.uint8)
+    labels = rng.integers(0, NUM_CLASSES, size=samples, dtype=np.int64)
+    return images, labels
+
+
+def normalized_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[Tensor, Tensor]:
+    """All images at once, with the same arithmetic as ToTensor + Normalize per image."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().float().div(255)
+    mean = torch.tensor(MEAN).reshape(1, 3, 1, 1)
+    std = torch.tensor(STD).reshape(1, 3, 1, 1)
+    return x.sub(mean).div(std), torch.from_numpy(labels)
+
+
+def _bench_model(name: str, checkpoint: str | None, models: Sequence[str]) -> tuple[nn.Module, str]:
+    """The model, trained when the checkpoint is for it, else freshly initialized (seeded)."""
+    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .models import create_model
+
+    if checkpoint is not None:
+        described = load_checkpoint(checkpoint).get("model_name")
+        if described is None and len(models) > 1:
+            raise LandscapeError(
+                f"checkpoint {checkpoint} does not name its model; benchmark one model with it"
+            )
+        if described in (None, name):
+            args = {"num_classes": NUM_CLASSES, "in_channels": 3}
+            model, _ = model_from_checkpoint(checkpoint, name, args)
+            return model, "trained"
+    torch.manual_seed(0)
+    return create_model(name, num_classes=NUM_CLASSES, in_channels=3), "random-init"
+
+
+def _grid(grid: Sequence[int]) -> list[tuple[float, float]]:
+    xs, ys = (np.linspace(-1.0, 1.0, int(n)) for n in grid)
+    return [(float(x), float(y)) for y in ys for x in xs]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------- (a) raw forward
+
+
+def raw_throughput(
+    model: nn.Module, x: Tensor, batch_sizes: Sequence[int]
+) -> tuple[float, int, str]:
+    """Best images/s of the plain model over batch sizes and memory formats: (rate, batch, fmt)."""
+    best = (0.0, 0, "")
+    for fmt in ("contiguous", "channels_last"):
+        net = model
+        if fmt == "channels_last":
+            net = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            for bs in batch_sizes:
+                batches = [x[i : i + bs] for i in range(0, len(x), bs)]
+                if fmt == "channels_last":
+                    batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+                net(batches[0])  # warm-up: allocator, kernel choice
+                _sync(x.device)
+                start = time.perf_counter()
+                for b in batches:
+                    net(b)
+                _sync(x.device)
+                rate = len(x) / (time.perf_counter() - start)
+                if rate > best[0]:
+                    best = (rate, bs, fmt)
+    return best
+
+
+# ----------------------------------------------------------------------------- (b) landscape
+
+
+def landscape_grid(
+    model: nn.Module,
+    targets: dict[str, Tensor],
+    dirs: list[Direction],
+    data: EvalSet,
+    points: list[tuple[float, float]],
+    precision: str,
+    points_per_call: int,
+) -> tuple[float, list[float], dict[str, Any]]:
+    """(images/s, loss per point, engine choice) of PointEvaluator with automatic options."""
+    engine = EngineConfig(points_per_call=points_per_call)
+    batch_size = SurfaceConfig().batch_size
+    ev = PointEvaluator(
+        model, targets, dirs, batch_size=batch_size, precision=precision, engine=engine
+    )
+    split = {"train": data}
+    with ev.session():
+        ev.evaluate_many(points[: max(1, points_per_call)], split)  # warm-up, not timed
+        _sync(data.device)
+        start = time.perf_counter()
+        results = ev.evaluate_many(points, split)
+        _sync(data.device)
+        elapsed = time.perf_counter() - start
+    choice = {
+        "channels_last": ev.choice.channels_last,
+        "fold_bn": ev.choice.fold_bn,
+        "folded_pairs": ev.choice.folded_pairs,
+        "batch_size": batch_size,
+    }
+    return len(points) * len(data) / elapsed, [r["train_loss"] for r in results], choice
+
+
+# ----------------------------------------------------------------------------- (c) baseline
+
+
+class _UInt8Images(Dataset):
+    """Images kept as uint8 HWC arrays and transformed one by one, like torchvision's CIFAR10."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        from torchvision import transforms
+
+        self.images, self.labels = images, labels
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def baseline_grid(
+    model: nn.Module,
+    dirs: list[Direction],
+    images: np.ndarray,
+    labels: np.ndarray,
+    points: list[tuple[float, float]],
+    device: torch.device,
+    workers: int = 0,
+) -> tuple[float, list[float]]:
+    """(images/s, loss per point) of the research-code recipe, on a private copy of the model."""
+    net = copy.deepcopy(model).eval()
+    dataset = _UInt8Images(images, labels)
+    loader = DataLoader(dataset, batch_size=BASELINE_BATCH, num_workers=workers)
+    origin = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+    dx, dy = ({k: v.detach().cpu().numpy() for k, v in d.items()} for d in dirs)
+    criterion = nn.CrossEntropyLoss()
+
+    def one_point(x: float, y: float) -> float:
+        # Rebuilt from numpy at every point: state dict -> numpy -> tensors -> load, add directions.
+        net.load_state_dict({k: torch.tensor(v) for k, v in origin.items()})
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                p.copy_(torch.tensor(origin[name] + x * dx[name] + y * dy[name]))
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for inputs, targets in loader:
+                inputs, targets = inputs.to(device), targets.to(device)
+                out = net(inputs)
+                total += criterion(out, targets).item() * len(targets)
+                count += len(targets)
+        return total / count
+
+    with torch.no_grad():
+        net(next(iter(loader))[0].to(device))  # warm-up, not timed
+    start = time.perf_counter()
+    losses = [one_point(x, y) for x, y in points]
+    _sync(device)
+    return len(points) * len(labels) / (time.perf_counter() - start), losses
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+def _errors(
+    losses: list[float], reference: list[float] | None
+) -> tuple[float | None, float | None]:
+    """Largest absolute and relative loss error against the reference (float32) losses."""
+    if reference is None:
+        return None, None
+    a, r = np.asarray(losses, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    diff = np.abs(a - r)
+    return float(diff.max()), float((diff / np.maximum(np.abs(r), 1e-12)).max())
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def run_benchmark(
+    models: Sequence[str] = ("resnet20", "resnet56"),
+    image_size: int = 32,
+    samples: int = 2000,
+    grid: Sequence[int] = (3, 3),
+    batch_sizes: Sequence[int] = (128, 256, 500, 1000),
+    precisions: Sequence[str] = ("float32", "bf16"),
+    device: str = "auto",
+    baseline: bool = True,
+    trained_checkpoint: str | None = None,
+    progress: Progress | None = None,
+    *,
+    points_per_call: Sequence[int] = (1, 4),
+    baseline_workers: int = 0,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One result per model, precision and points per call (the latter at float32 only).
+
+    Each result holds the three throughputs, their ratios, the loss error against float32, the
+    51x51-on-50k projection and the peak memory. Timings are wall clock: on a shared machine
+    they are only as steady as the load.
+    """
+    say = progress or (lambda _msg: None)
+    dev = resolve_device(device)
+    if len(grid) != 2 or min(grid) < 1:
+        raise LandscapeError(f"grid must be two positive sizes (nx, ny), got {tuple(grid)}")
+    images, labels = synthetic_images(samples, image_size, seed)
+    x, y = normalized_tensors(images, labels)
+    data = EvalSet(x.to(dev), y.to(dev))
+    points = _grid(grid)
+    results = []
+    for name in models:
+        model, weights = _bench_model(name, trained_checkpoint, models)
+        model.to(dev).eval()
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        targets = target_tensors(model, "weights")
+        dirs = random_directions(targets, 2, norm="filter", ignore="biasbn", seed=seed)
+
+        say(f"{name}: raw forward over batch sizes {list(batch_sizes)}")
+        raw, raw_bs, raw_fmt = raw_throughput(model, data.x, batch_sizes)
+
+        base_rate, base_losses = None, None
+        if baseline:
+            say(f"{name}: research-code baseline on {len(points)} points")
+            base_rate, base_losses = baseline_grid(
+                model, dirs, images, labels, points, dev, baseline_workers
+            )
+
+        runs = [(p, 1) for p in precisions]
+        if "float32" in precisions:
+            runs += [("float32", k) for k in points_per_call if k > 1]
+        measured = {}
+        for precision, per_call in runs:
+            say(f"{name}: landscape {precision}, {per_call} point(s) per call")
+            measured[precision, per_call] = landscape_grid(
+                model, targets, dirs, data, points, precision, per_call
+            )
+        reference = measured[("float32", 1)][1] if ("float32", 1) in measured else None
+        base_abs, base_rel = _errors(base_losses, reference) if base_losses else (None, None)
+        cuda_peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+        for (precision, per_call), (rate, losses, choice) in measured.items():
+            abs_err, rel_err = _errors(losses, reference)
+            results.append(
+                {
+                    "model": name,
+                    "weights": weights,
+                    "device": str(dev),
+                    "threads": torch.get_num_threads(),
+                    "image_size": image_size,
+                    "samples": samples,
+                    "grid": [int(g) for g in grid],
+                    "precision": precision,
+                    "points_per_call": per_call,
+                    "engine": choice,
+                    "raw_images_per_s": raw,
+                    "raw_batch_size": raw_bs,
+                    "raw_memory_format": raw_fmt,
+                    "landscape_images_per_s": rate,
+                    "baseline_images_per_s": base_rate,
+                    "vs_raw": rate / raw,
+                    "vs_baseline": rate / base_rate if base_rate else None,
+                    "loss_max_abs_err": abs_err,
+                    "loss_max_rel_err": rel_err,
+                    "baseline_loss_max_rel_err": base_rel,
+                    "baseline_loss_max_abs_err": base_abs,
+                    "projected_minutes_51x51_50k": projected_minutes(rate),
+                    "peak_rss_mb": _peak_rss_mb(),
+                    "cuda_peak_mb": cuda_peak,
+                }
+            )
+    return results
+
+
+def to_json_line(result: dict[str, Any]) -> str:
+    """One result as one line of JSON."""
+    return json.dumps(result, sort_keys=True)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_results(results: Sequence[dict[str, Any]]) -> str:
+    """A table for people: throughputs in images/s, ratios, loss errors and projected minutes."""
+    header = (
+        f"{'model':<12} {'precision':<9} {'pts/call':>8} {'raw':>8} {'landscape':>9} "
+        f"{'baseline':>8} {'b/a':>5} {'b/c':>5} {'max|dloss|':>10} {'max rel':>8} "
+        f"{'51x51 min':>9} {'RSS MB':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(
+            f"{r['model']:<12} {r['precision']:<9} {r['points_per_call']:>8} "
+            f"{r['raw_images_per_s']:>8.0f} {r['landscape_images_per_s']:>9.0f} "
+            f"{_fmt(r['baseline_images_per_s'], '>8.0f'):>8} {r['vs_raw']:>5.2f} "
+            f"{_fmt(r['vs_baseline'], '>5.2f'):>5} {_fmt(r['loss_max_abs_err'], '>10.2e'):>10} "
+            f"{_fmt(r['loss_max_rel_err'], '>8.1e'):>8} "
+            f"{r['projected_minutes_51x51_50k']:>9.1f} {r['peak_rss_mb']:>7.0f}"
+        )
+    if results:
+        r0 = results[0]
+        kinds = sorted({r["weights"] for r in results})
+        caveat = " (loss errors on random-init weights only hint at a trained net's)"
+        lines += [
+            "",
+            f"device {r0['device']}, {r0['threads']} threads; {r0['samples']} images of "
+            f"{r0['image_size']}x{r0['image_size']}, grid {r0['grid'][0]}x{r0['grid'][1]}; "
+            f"weights: {', '.join(kinds)}{caveat if 'random-init' in kinds else ''}",
+            "raw = plain model forward, best batch and memory format; landscape = grid points x "
+            "images / wall time; baseline = per-image DataLoader + numpy weights at every point",
+            "51x51 min = projected minutes for 2601 points on 50,000 images at landscape's rate",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,415 @@
+"""Hessian curvature over a grid: |lambda_min / lambda_max| maps that line up with a loss surface.
+
+Li et al. (2018, Fig. 7) colour a surface by ``|lambda_min / lambda_max|``: near 0 the loss is
+locally convex, larger values mark saddles and non-convex regions. ``curvature_grid`` computes
+the map in memory for any model and mean loss; ``compute_hessian_map`` does it for a run, into a
+resumable file ``run_dir/hessian.h5`` (surface schema) with the metrics
+
+    <split>_loss, <split>_acc   the loss and accuracy at each point (same as surface.h5's)
+    lambda_max, lambda_min      Lanczos estimates of the extreme Hessian eigenvalues
+    ratio                       |lambda_min / lambda_max| where lambda_min < 0, else 0
+
+and ``/extra/hessian_ratio`` (the ratio map on its own grid, so ``landscape stats hessian.h5``
+reports its non-convex fraction). The grid covers surface.x / surface.y with ``grid`` points per
+axis, along the directions of the run's ``surface.h5`` when it exists (else the configured
+seeded directions, which for random directions are the ones ``landscape surface`` would draw).
+When the grid equals the surface's own grid, the finished map is also written into
+``surface.h5`` as ``/extra/hessian_ratio``, where ``landscape stats`` and ``report`` find it.
+The Hessian at the trained weights (extremes and Hutchinson trace) is stored as ``center_*``
+attributes of hessian.h5.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+
+from . import storage
+from .checkpoint import file_sha256, load_checkpoint, load_state_into, model_from_checkpoint
+from .config import Config
+from .directions import Direction, target_tensors
+from .engine import EvalSet, PointEvaluator, evaluate, make_loss, resolve_device
+from .errors import LandscapeError
+from .hessian import hessian_extremes, hutchinson_trace
+from .paths import ProgressFactory, fill_grid
+from .stats import HESSIAN_RATIO
+
+HESSIAN_FILE = "hessian.h5"
+CURVATURE_METRICS = ("lambda_max", "lambda_min", "ratio")
+CENTER_KEYS = ("lambda_max", "lambda_min", "ratio", "trace", "trace_stderr")
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class HessianOptions:
+    """How the curvature map is sampled and estimated."""
+
+    grid: int = 11  # points per axis, over the ranges of surface.x and surface.y
+    iters: int = 20  # Lanczos iterations per point
+    samples: int | None = None  # examples the Hessian is taken over; None: surface.samples
+    probes: int = 20  # Hutchinson probes for the trace at the trained weights
+    seed: int | None = None  # Lanczos and Hutchinson seed; None: surface.directions.seed
+
+
+def mean_loss(name: str) -> LossFn:
+    """The named loss ('crossentropy' or 'mse') as a batch mean, as the Hessian code expects."""
+    summed = make_loss(name)
+    return lambda out, y: summed(out, y) / len(y)
+
+
+def curvature_at(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    *,
+    ignore: str = "biasbn",
+    iters: int = 20,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> dict[str, float]:
+    """``lambda_max``, ``lambda_min``, ``ratio`` of the Hessian of the mean loss at the model."""
+    return hessian_extremes(
+        model, loss_fn, x, y, ignore=ignore, iters=iters, seed=seed, batch_size=batch_size
+    )
+
+
+def iter_curvature(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    directions: Sequence[Mapping[str, Tensor]],
+    points: Sequence[Sequence[float]],
+    *,
+    targets: Mapping[str, Tensor] | None = None,
+    bn_data: Tensor | None = None,
+    ignore: str = "biasbn",
+    iters: int = 20,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> Iterator[dict[str, float]]:
+    """Curvature at each point ``w + sum_i c_i d_i``; the model is put back when done or closed.
+
+    ``targets`` are the tensors the directions move (default: the parameters); with ``bn_data``
+    the BatchNorm statistics are re-estimated at each point, as ``bn: recompute`` surfaces do.
+    The same Lanczos seed is used at every point, so neighbouring values are comparable.
+    """
+    targets = dict(targets) if targets is not None else target_tensors(model, "weights")
+    ev = PointEvaluator(model, targets, list(directions), bn_data=bn_data)
+    with ev.session():
+        for coords in points:
+            ev.move_to(coords)
+            if bn_data is not None:
+                ev.recompute_bn()
+            yield curvature_at(
+                model, loss_fn, x, y, ignore=ignore, iters=iters, seed=seed, batch_size=batch_size
+            )
+
+
+def curvature_grid(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    directions: Sequence[Mapping[str, Tensor]],
+    xs: np.ndarray,
+    ys: np.ndarray | None = None,
+    **kw: Any,
+) -> dict[str, np.ndarray]:
+    """Maps of lambda_max, lambda_min and ratio over the grid, [iy, ix] (or [ix] without ys).
+
+    ``kw`` goes to ``iter_curvature`` (targets, bn_data, ignore, iters, seed, batch_size).
+    """
+    shape = (len(xs),) if ys is None else (len(ys), len(xs))
+    indices = list(np.ndindex(*shape))
+    points = [_coords(xs, ys, i) for i in indices]
+    out = {k: np.full(shape, np.nan) for k in CURVATURE_METRICS}
+    results = iter_curvature(model, loss_fn, x, y, directions, points, **kw)
+    for index, r in zip(indices, results, strict=True):
+        for k in CURVATURE_METRICS:
+            out[k][index] = r[k]
+    return out
+
+
+def compute_hessian_map(
+    cfg: Config,
+    *,
+    options: HessianOptions | None = None,
+    path: str | Path | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: ProgressFactory | None = None,
+    limit: int | None = None,
+    log: Log | None = None,
+) -> Path:
+    """The Hessian at the trained weights and its map over the grid, into a resumable file.
+
+    ``limit`` caps the grid points computed by this call (the rest wait for the next one).
+    Returns the path of the file (default ``run_dir/hessian.h5``).
+    """
+    opts = options or HessianOptions()
+    if opts.grid < 1 or opts.iters < 1:
+        raise LandscapeError(f"grid and iters must be >= 1, got {opts.grid} and {opts.iters}")
+    log = log or (lambda s: None)
+    path = Path(path) if path is not None else cfg.run_dir / HESSIAN_FILE
+    dev = resolve_device(device or cfg.device)
+    scfg = cfg.surface
+    seed = scfg.directions.seed if opts.seed is None else opts.seed
+    samples = opts.samples if opts.samples is not None else scfg.samples
+    ckpt_path = cfg.final_checkpoint
+    sha = file_sha256(ckpt_path)
+    model, ckpt = model_from_checkpoint(ckpt_path, cfg.model.name, _model_args(cfg))
+    model.to(dev).eval()
+    split = scfg.splits[0]
+    data = _eval_set(cfg, split, samples, dev)
+    loss_fn = mean_loss(scfg.loss)
+    ignore = scfg.directions.ignore
+    est = {"ignore": ignore, "iters": opts.iters, "seed": seed, "batch_size": scfg.batch_size}
+
+    trained = {k: t.detach().clone() for k, t in model.state_dict().items()}
+    refs = [cfg.resolve_checkpoint(c) for c in scfg.directions.checkpoints]
+    if refs:
+        # A line or plane is drawn around its first checkpoint, as landscape surface does.
+        load_state_into(model, load_checkpoint(refs[0])["state_dict"], f"checkpoint {refs[0]}")
+    dirs, dir_type, source = _directions(cfg, model, sha, log)
+    targets = target_tensors(model, dir_type)
+    xs = np.linspace(scfg.x[0], scfg.x[1], opts.grid)
+    ys = np.linspace(scfg.y[0], scfg.y[1], opts.grid) if scfg.y is not None else None
+    expected = _fingerprint(cfg, opts, seed, samples, sha, dirs, xs, ys)
+
+    if path.exists() and overwrite:
+        path.unlink()
+    if path.exists():
+        if storage.read_attrs(path).get("hessian_fingerprint") != expected:
+            raise LandscapeError(
+                f"{path} was made with other settings, checkpoint or directions: rerun with "
+                "--overwrite to start afresh"
+            )
+    else:
+        metrics = [f"{split}_loss", f"{split}_acc", *CURVATURE_METRICS]
+        attrs = {
+            "hessian_fingerprint": expected,
+            "config": cfg.to_yaml(),
+            "title": f"{cfg.run or cfg.name} Hessian",
+            "model": cfg.model.name,
+            "checkpoint": str(ckpt_path),
+            "checkpoint_sha256": sha,
+            "checkpoint_epoch": int(ckpt.get("epoch", -1)),
+            "dir_kind": scfg.directions.kind,
+            "norm": scfg.directions.norm,
+            "ignore": ignore,
+            "dir_type": dir_type,
+            "directions_source": source,
+            "loss": scfg.loss,
+            "bn": scfg.bn,
+            "split": split,
+            "samples": samples if samples is not None else -1,
+            "iters": opts.iters,
+            "lanczos_seed": seed,
+            "data_seed": cfg.data.seed,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "torch_version": torch.__version__,
+        }
+        storage.create_surface_file(path, xs, ys, metrics, [dirs], attrs)
+
+    if "center_trace" not in storage.read_attrs(path):
+        log(f"Hessian at the trained weights ({len(data)} examples, {opts.iters} Lanczos steps)")
+        center = _center(model, trained, loss_fn, data, opts.probes, est)
+        with storage.SurfaceWriter(path) as w:
+            w.set_attrs({f"center_{k}": v for k, v in center.items()})
+
+    bn_data = _bn_tensors(cfg, dev)
+    plain = make_loss(scfg.loss)
+    ev = PointEvaluator(model, targets, dirs, bn_data=bn_data)
+    with ev.session():
+
+        def work(index: tuple[int, ...]) -> dict[str, float]:
+            ev.move_to(_coords(xs, ys, index))
+            if bn_data is not None:
+                ev.recompute_bn()
+            out = curvature_at(model, loss_fn, data.x, data.y, **est)
+            loss, acc = evaluate(model, data, plain, scfg.batch_size)
+            return {**out, f"{split}_loss": loss, f"{split}_acc": acc}
+
+        fill_grid(path, work, flush_seconds=scfg.flush_seconds, limit=limit, progress=progress)
+
+    surf = storage.read_surface(path)
+    if surf.complete:
+        ratio = surf.metrics["ratio"]
+        note = {"source": str(path), "iters": opts.iters, "samples": len(data), "seed": seed}
+        storage.write_extra(path, HESSIAN_RATIO, ratio, note)
+        if _same_grid(cfg.surface_path, source, surf):
+            storage.write_extra(cfg.surface_path, HESSIAN_RATIO, ratio, note)
+            log(f"wrote /extra/{HESSIAN_RATIO} into {cfg.surface_path}")
+    return path
+
+
+def read_center(path: str | Path) -> dict[str, float]:
+    """The Hessian numbers at the trained weights stored by ``compute_hessian_map``."""
+    attrs = storage.read_attrs(path)
+    return {k: float(attrs[f"center_{k}"]) for k in CENTER_KEYS if f"center_{k}" in attrs}
+
+
+def draw_hessian_ratio(path: str | Path, out: str | Path, *, dpi: int = 150) -> Path | None:
+    """Heat map of the ratio map of a hessian file (None for a 1D map, which has no heat map)."""
+    from .plot import plot_heatmap_array, save_figure
+
+    surf = storage.read_surface(path)
+    if surf.y is None:
+        return None
+    fig = plot_heatmap_array(
+        surf.x,
+        surf.y,
+        surf.metrics["ratio"],
+        f"{surf.attrs.get('title', 'Hessian')}: curvature ratio",
+        "|λmin / λmax|",
+        xlabel=surf.axis_label(0),
+        ylabel=surf.axis_label(1),
+    )
+    return save_figure(fig, out, dpi=dpi)
+
+
+def _center(
+    model: nn.Module,
+    trained: Mapping[str, Tensor],
+    loss_fn: LossFn,
+    data: EvalSet,
+    probes: int,
+    est: dict[str, Any],
+) -> dict[str, float]:
+    """Extremes and trace at the trained weights (on a copy, so the grid's origin stays put)."""
+    at = copy.deepcopy(model)
+    at.load_state_dict(trained)
+    out = curvature_at(at, loss_fn, data.x, data.y, **est)
+    trace, err = hutchinson_trace(
+        at,
+        loss_fn,
+        data.x,
+        data.y,
+        ignore=est["ignore"],
+        samples=probes,
+        seed=est["seed"],
+        batch_size=est["batch_size"],
+    )
+    return {**out, "trace": trace, "trace_stderr": err}
+
+
+def _directions(
+    cfg: Config, model: nn.Module, sha: str, log: Log
+) -> tuple[list[Direction], str, str]:
+    """The surface file's first draw of directions when it belongs to this checkpoint, else the
+    configured ones; with their dir_type and where they came from."""
+    surface_path = cfg.surface_path
+    if surface_path.exists():
+        attrs = storage.read_attrs(surface_path)
+        if attrs.get("checkpoint_sha256") == sha:
+            stored = storage.read_directions(surface_path, 0)
+            dirs = [{k: torch.as_tensor(v) for k, v in d.items()} for d in stored]
+            return dirs, str(attrs.get("dir_type", "weights")), str(surface_path)
+        log(f"{surface_path} was made at another checkpoint; using the configured directions")
+    from .surface import build_directions
+
+    dcfg = cfg.surface.directions
+    ndir = 1 if cfg.surface.y is None else 2
+    refs = [cfg.resolve_checkpoint(c) for c in dcfg.checkpoints]
+    _, dirs = build_directions(dcfg, model, 0, ndir, refs)
+    cpu = [{k: t.detach().cpu() for k, t in d.items()} for d in dirs]
+    return cpu, dcfg.dir_type, f"config ({dcfg.kind}, seed {dcfg.seed})"
+
+
+def _same_grid(surface_path: Path, source: str, surf: storage.SurfaceData) -> bool:
+    """Whether a finished map lines up point for point with the run's surface file."""
+    if source != str(surface_path) or not surface_path.exists():
+        return False
+    other = storage.read_surface(surface_path)
+    return (
+        other.repeats == 1
+        and other.shape == surf.shape
+        and np.allclose(other.x, surf.x)
+        and (other.y is None or surf.y is None or np.allclose(other.y, surf.y))
+    )
+
+
+def _coords(xs: np.ndarray, ys: np.ndarray | None, index: tuple[int, ...]) -> tuple[float, ...]:
+    if ys is None:
+        return (float(xs[index[-1]]),)
+    return (float(xs[index[-1]]), float(ys[index[-2]]))
+
+
+def _digest(dirs: Sequence[Mapping[str, Tensor]]) -> str:
+    h = hashlib.sha256()
+    for d in dirs:
+        for k in sorted(d):
+            h.update(k.encode())
+            h.update(d[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _fingerprint(
+    cfg: Config,
+    opts: HessianOptions,
+    seed: int,
+    samples: int | None,
+    sha: str,
+    dirs: Sequence[Mapping[str, Tensor]],
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+) -> str:
+    """What a resumed hessian file must agree on, as one YAML string."""
+    d = cfg.to_dict()
+    s = d["surface"]
+    return yaml.safe_dump(
+        {
+            "model": d["model"],
+            "data": {k: v for k, v in d["data"].items() if k not in ("root", "download")},
+            "surface": {k: s[k] for k in ("splits", "loss", "bn", "bn_samples", "batch_size")},
+            "ignore": s["directions"]["ignore"],
+            "samples": samples,
+            "iters": opts.iters,
+            "probes": opts.probes,
+            "seed": seed,
+            "checkpoint_sha256": sha,
+            "directions_sha256": _digest(dirs),
+            "x": [float(v) for v in xs],
+            "y": None if ys is None else [float(v) for v in ys],
+        },
+        sort_keys=True,
+    )
+
+
+def _eval_set(cfg: Config, split: str, samples: int | None, device: torch.device) -> EvalSet:
+    """One split on a seeded subset of ``samples`` examples, as the surface evaluates it."""
+    from .surface import eval_sets
+
+    sub = copy.copy(cfg)
+    sub.surface = dataclasses.replace(cfg.surface, splits=[split], samples=samples)
+    data = eval_sets(sub, device)[split]
+    if not isinstance(data, EvalSet):
+        raise LandscapeError("the Hessian map needs the evaluation set in memory")
+    return data
+
+
+def _bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
+    from .surface import bn_tensors
+
+    return bn_tensors(cfg, device)
+
+
+def _model_args(cfg: Config) -> dict[str, Any]:
+    from .train import model_args
+
+    return model_args(cfg)

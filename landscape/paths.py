@@ -1,0 +1,354 @@
+"""The training path of a run in its PCA plane: directions, projected path, and the loss there.
+
+``compute_trajectory`` reads a run's ``epoch_*.pt`` and ``final.pt``, finds the top two principal
+directions of ``w_epoch - w_final`` (Li et al. 2018, Sec. 7), projects the path onto them, and
+evaluates the loss on a grid of that plane into a resumable surface file (``trajectory.h5``).
+The file's ``/extra`` group holds the path::
+
+    path_xy             (T, 2)  least-squares coordinates of each checkpoint in the plane
+    path_epochs         (T,)    the epoch of each checkpoint (the last one is final.pt: origin)
+    path_residual       (T,)    ||w_t - w_f - D c_t|| / ||w_t - w_f||: what the plane misses
+    explained_variance  (2,)    share of the path's squared distance each direction explains
+    path_loss_projected (T,)    loss at w_f + c1 d1 + c2 d2 (what the figure shows)
+    path_loss_actual    (T,)    loss at the checkpoint itself (its own biases and BN statistics)
+
+The plane is evaluated with the final checkpoint's BatchNorm statistics and, with ignore
+"biasbn", its biases and BN weights; the two path losses show how much that and the residual
+change the loss along the path.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor
+
+from . import storage
+from .checkpoint import file_sha256, load_checkpoint, load_state_into, model_from_checkpoint
+from .config import Config
+from .directions import target_tensors
+from .engine import PointEvaluator, resolve_device
+from .errors import LandscapeError
+from .trajectory import path_residual, pca_directions, plot_range, project_path
+
+TRAJECTORY_FILE = "trajectory.h5"
+PATH_EXTRAS = (
+    "path_xy",
+    "path_epochs",
+    "path_residual",
+    "explained_variance",
+    "path_loss_projected",
+    "path_loss_actual",
+)
+# Surface settings that change the trajectory file's values.
+_SURFACE_KEYS = ("splits", "loss", "samples", "bn", "bn_samples", "precision")
+_EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
+
+ProgressFactory = Callable[[int, int], Any]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrajectoryOptions:
+    """How the plane is chosen and sampled."""
+
+    grid: int = 21  # points per axis of the loss grid on the plane
+    margin: float = 0.2  # share of the path's span added on each side of the grid
+    ignore: str = "biasbn"  # leave biases and BN weights out of the PCA, as in the paper
+
+
+def path_checkpoints(ckdir: str | Path) -> list[tuple[int, Path]]:
+    """(epoch, file) of ``epoch_*.pt`` sorted by epoch, ending with ``final.pt``.
+
+    Training saves the last epoch twice (``epoch_E.pt`` and ``final.pt``); the copy is left out,
+    so the path ends exactly at the final weights.
+    """
+    ckdir = Path(ckdir)
+    final = ckdir / "final.pt"
+    if not final.exists():
+        raise LandscapeError(f"{final} not found: train the run first (landscape train CONFIG)")
+    found = []
+    for p in ckdir.iterdir():
+        m = _EPOCH_FILE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    found.sort()
+    final_epoch = int(load_checkpoint(final).get("epoch", -1))
+    path = [(e, p) for e, p in found if e != final_epoch]
+    path.append((final_epoch, final))
+    if len(path) < 3:
+        raise LandscapeError(
+            f"{ckdir} holds {len(path)} checkpoints of the path; two PCA directions need at "
+            "least 3: train with a smaller train.save_every"
+        )
+    return path
+
+
+def compute_trajectory(
+    cfg: Config,
+    *,
+    options: TrajectoryOptions | None = None,
+    path: str | Path | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: ProgressFactory | None = None,
+    log: Log | None = None,
+) -> Path:
+    """PCA plane of the run's path, the path in it, and the loss on it; resumes an unfinished file.
+
+    Returns the path of the surface file (default ``run_dir/trajectory.h5``).
+    """
+    opts = options or TrajectoryOptions()
+    if opts.grid < 2:
+        raise LandscapeError(f"the trajectory grid needs >= 2 points per axis, got {opts.grid}")
+    log = log or (lambda s: None)
+    path = Path(path) if path is not None else cfg.run_dir / TRAJECTORY_FILE
+    dev = resolve_device(device or cfg.device)
+    ckpts = path_checkpoints(cfg.checkpoint_dir)
+    final_path = ckpts[-1][1]
+    model, final_ckpt = model_from_checkpoint(final_path, cfg.model.name, _model_args(cfg))
+    model.to(dev).eval()
+    expected = _fingerprint(cfg, opts, ckpts)
+
+    if path.exists() and overwrite:
+        path.unlink()
+    if path.exists():
+        have = storage.read_attrs(path).get("trajectory_fingerprint")
+        if have != expected:
+            raise LandscapeError(
+                f"{path} was made from other checkpoints or settings: rerun with --overwrite "
+                "to start afresh"
+            )
+        extra = storage.read_extra(path)
+        if "explained_variance" not in extra:  # killed between creating the file and the path
+            path.unlink()
+    if not path.exists():
+        log(f"PCA of {len(ckpts)} checkpoints in {cfg.checkpoint_dir}")
+        names = [n for n, _ in model.named_parameters()]
+        _create(path, cfg, opts, ckpts, final_ckpt, names, expected)
+
+    extra = storage.read_extra(path)
+    path_xy = extra["path_xy"][0]
+    dirs = [{k: torch.as_tensor(v) for k, v in d.items()} for d in storage.read_directions(path)]
+    targets = target_tensors(model, "weights")
+    data = _eval_sets(cfg, dev)
+    bn_data = _bn_tensors(cfg, dev)
+    scfg = cfg.surface
+    metric = f"{scfg.splits[0]}_loss"
+    evaluator: dict[str, Any] = {
+        "loss": scfg.loss,
+        "batch_size": scfg.batch_size,
+        "precision": scfg.precision,
+        "bn_data": bn_data,
+    }
+
+    if "path_loss_actual" not in extra:
+        log(f"loss along the path ({len(ckpts)} checkpoints, projected and actual)")
+        ev = PointEvaluator(model, targets, dirs, **evaluator)
+        with ev.session():
+            projected = [ev.evaluate(tuple(c), data)[metric] for c in path_xy]
+        probe = copy.deepcopy(model)
+        actual = []
+        for _, p in ckpts:
+            load_state_into(probe, load_checkpoint(p)["state_dict"], f"checkpoint {p}")
+            at = PointEvaluator(probe, target_tensors(probe, "weights"), [], **evaluator)
+            actual.append(at.evaluate((), data)[metric])
+        note = {"metric": metric}
+        storage.write_extra(path, "path_loss_projected", np.array(projected), note)
+        storage.write_extra(path, "path_loss_actual", np.array(actual), note)
+
+    surf = storage.read_surface(path)
+    ev = PointEvaluator(model, targets, dirs, **evaluator)
+    with ev.session():
+
+        def work(index: tuple[int, ...]) -> dict[str, float]:
+            return ev.evaluate((float(surf.x[index[1]]), float(surf.y[index[0]])), data)
+
+        fill_grid(path, work, flush_seconds=scfg.flush_seconds, progress=progress)
+    return path
+
+
+def draw_trajectory(
+    path: str | Path, out: str | Path, *, metric: str | None = None, dpi: int = 150
+) -> Path:
+    """Loss contours of the plane with the path on top, axes labelled with explained variance."""
+    from .plot import plot_trajectory, save_figure
+
+    surf = storage.read_surface(path)
+    extra = storage.read_extra(path)
+    missing = [k for k in ("path_xy", "path_epochs") if k not in extra]
+    if missing:
+        raise LandscapeError(f"{path}: no /extra/{missing[0]}; run landscape trajectory first")
+    labels = surf.attrs.get("axis_labels") or ["PC1", "PC2"]
+    fig = plot_trajectory(
+        surf,
+        extra["path_xy"][0],
+        [int(e) for e in extra["path_epochs"][0]],
+        metric=metric,
+        xlabel=str(labels[0]),
+        ylabel=str(labels[1]),
+    )
+    return save_figure(fig, out, dpi=dpi)
+
+
+def fill_grid(
+    path: str | Path,
+    work: Callable[[tuple[int, ...]], dict[str, float]],
+    *,
+    flush_seconds: float = 5.0,
+    limit: int | None = None,
+    progress: ProgressFactory | None = None,
+) -> int:
+    """Run ``work`` on each unfinished index of a surface file, writing results as they come.
+
+    Results are flushed with the done-mask every ``flush_seconds`` and on any exit, Ctrl-C
+    included, so a rerun continues after the last flushed point. ``limit`` caps the points of
+    this call. Returns the number of points computed.
+    """
+    done = storage.read_surface(path).done
+    pending = [tuple(int(v) for v in i) for i in np.argwhere(~done)]
+    if limit is not None:
+        pending = pending[: max(0, limit)]
+    if not pending:
+        return 0
+    bar = progress(int(done.size), int(done.sum())) if progress is not None else None
+    buffer: list[tuple[tuple[int, ...], dict[str, float]]] = []
+    last = time.monotonic()
+    count = 0
+    try:
+        with storage.SurfaceWriter(path) as writer:
+            try:
+                for index in pending:
+                    buffer.append((index, work(index)))
+                    count += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if time.monotonic() - last >= flush_seconds:
+                        _flush(writer, buffer)
+                        buffer, last = [], time.monotonic()
+            finally:
+                _flush(writer, buffer)
+    finally:
+        if bar is not None:
+            bar.close()
+    return count
+
+
+def _flush(writer: storage.SurfaceWriter, buffer: list[tuple[tuple[int, ...], Any]]) -> None:
+    if not buffer:
+        return
+    index = tuple(np.array(axis) for axis in zip(*(i for i, _ in buffer), strict=True))
+    values = {n: np.array([r[n] for _, r in buffer], dtype=np.float64) for n in buffer[0][1]}
+    writer.write(values, index)
+
+
+def _create(
+    path: Path,
+    cfg: Config,
+    opts: TrajectoryOptions,
+    ckpts: Sequence[tuple[int, Path]],
+    final_ckpt: dict[str, Any],
+    names: Sequence[str],
+    fingerprint: str,
+) -> None:
+    """PCA and projection of the path over the named parameters, then a new surface file
+    holding them (no losses yet)."""
+    final = {n: final_ckpt["state_dict"][n] for n in names}
+    weights = [final if p == ckpts[-1][1] else _parameters(p, names) for _, p in ckpts]
+    dirs, ratios = pca_directions(weights, final, opts.ignore, n=2)
+    coords = project_path(weights, final, dirs, opts.ignore)  # (T, 2)
+    residual = path_residual(weights, final, dirs, coords, opts.ignore)
+    (x0, x1), (y0, y1) = plot_range(coords, opts.margin)
+    x, y = np.linspace(x0, x1, opts.grid), np.linspace(y0, y1, opts.grid)
+    scfg = cfg.surface
+    labels = [f"PC{i + 1}: {100 * r:.1f} %" for i, r in enumerate(ratios)]
+    attrs = {
+        "trajectory_fingerprint": fingerprint,
+        "config": cfg.to_yaml(),
+        "title": f"{cfg.run or cfg.name} trajectory",
+        "model": cfg.model.name,
+        "checkpoint": str(ckpts[-1][1]),
+        "checkpoint_sha256": file_sha256(ckpts[-1][1]),
+        "checkpoint_epoch": int(final_ckpt.get("epoch", -1)),
+        "path_checkpoints": [str(p) for _, p in ckpts],
+        "dir_kind": "pca",
+        "norm": "none",
+        "ignore": opts.ignore,
+        "dir_type": "weights",
+        "margin": opts.margin,
+        "axis_labels": labels,
+        "loss": scfg.loss,
+        "bn": scfg.bn,
+        "precision": scfg.precision,
+        "samples": scfg.samples if scfg.samples is not None else -1,
+        "splits": list(scfg.splits),
+        "data_seed": cfg.data.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "landscape_version": _version(),
+        "torch_version": torch.__version__,
+    }
+    storage.create_surface_file(path, x, y, storage.metric_names(list(scfg.splits)), [dirs], attrs)
+    storage.write_extra(path, "path_xy", coords)
+    storage.write_extra(path, "path_epochs", np.array([e for e, _ in ckpts], dtype=np.int64))
+    storage.write_extra(path, "path_residual", residual)
+    # Written last: its presence marks the path as complete (see the resume check).
+    storage.write_extra(path, "explained_variance", np.asarray(ratios, dtype=np.float64))
+
+
+def _parameters(path: Path, names: Sequence[str]) -> dict[str, Tensor]:
+    state = load_checkpoint(path)["state_dict"]
+    missing = [n for n in names if n not in state]
+    if missing:
+        raise LandscapeError(f"checkpoint {path} lacks {missing[0]!r}: it is of another network")
+    return {n: state[n] for n in names}
+
+
+def _fingerprint(cfg: Config, opts: TrajectoryOptions, ckpts: Sequence[tuple[int, Path]]) -> str:
+    """What a resumed trajectory file must agree on, as one YAML string."""
+    d = cfg.to_dict()
+    s = d["surface"]
+    return yaml.safe_dump(
+        {
+            "model": d["model"],
+            "data": {k: v for k, v in d["data"].items() if k not in ("root", "download")},
+            "surface": {k: s[k] for k in _SURFACE_KEYS},
+            "grid": opts.grid,
+            "margin": opts.margin,
+            "ignore": opts.ignore,
+            "checkpoints": [[p.name, file_sha256(p)] for _, p in ckpts],
+        },
+        sort_keys=True,
+    )
+
+
+def _model_args(cfg: Config) -> dict[str, Any]:
+    from .train import model_args
+
+    return model_args(cfg)
+
+
+def _eval_sets(cfg: Config, device: torch.device) -> dict[str, Any]:
+    from .surface import eval_sets
+
+    return eval_sets(cfg, device)
+
+
+def _bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
+    from .surface import bn_tensors
+
+    return bn_tensors(cfg, device)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,57 @@
+"""Smoke test of the benchmark on a tiny model and grid: shape of the results, not speed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from landscape.bench import format_results, projected_minutes, run_benchmark, to_json_line
+
+
+def test_benchmark_reports_every_figure() -> None:
+    messages: list[str] = []
+    results = run_benchmark(
+        models=("resnet20",),
+        image_size=8,
+        samples=24,
+        grid=(2, 1),
+        batch_sizes=(8, 24),
+        precisions=("float32", "bf16"),
+        device="cpu",
+        points_per_call=(1, 2),
+        progress=messages.append,
+    )
+    assert [(r["precision"], r["points_per_call"]) for r in results] == [
+        ("float32", 1),
+        ("bf16", 1),
+        ("float32", 2),
+    ]
+    assert messages and all(m.startswith("resnet20: ") for m in messages)
+    for r in results:
+        for key in (
+            "raw_images_per_s",
+            "landscape_images_per_s",
+            "baseline_images_per_s",
+            "vs_raw",
+            "vs_baseline",
+            "projected_minutes_51x51_50k",
+            "peak_rss_mb",
+        ):
+            assert r[key] > 0, key
+        assert r["weights"] == "random-init" and r["cuda_peak_mb"] is None
+        assert r["raw_batch_size"] in (8, 24)
+        assert r["engine"]["fold_bn"] and r["engine"]["channels_last"]
+        # The baseline computes the same losses by another route: a check of both.
+        assert r["baseline_loss_max_rel_err"] < 1e-4
+        assert json.loads(to_json_line(r)) == r
+    f32, bf16, vmapped = results
+    assert f32["loss_max_abs_err"] == 0.0 and vmapped["loss_max_rel_err"] < 1e-5
+    assert 0 < bf16["loss_max_rel_err"] < 0.05
+    table = format_results(results)
+    assert table.count("resnet20") == 3 and "random-init" in table
+
+
+def test_projection_is_points_times_images_over_rate() -> None:
+    assert projected_minutes(1000.0) == pytest.approx(2601 * 50000 / 1000 / 60)
+    assert projected_minutes(600.0, points=6, samples=100) == pytest.approx(1 / 60)
