@@ -11,11 +11,12 @@ The data are seeded random CIFAR-shaped uint8 images, so the benchmark runs offl
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,65 +94,41 @@ def _sync(device: torch.device) -> None:
 # ----------------------------------------------------------------------------- (a) raw forward
 
 
-def raw_throughput(
-    model: nn.Module, x: Tensor, batch_sizes: Sequence[int]
-) -> tuple[float, int, str]:
-    """Best images/s of the plain model over batch sizes and memory formats: (rate, batch, fmt)."""
-    best = (0.0, 0, "")
-    for fmt in ("contiguous", "channels_last"):
-        net = model
-        if fmt == "channels_last":
-            net = copy.deepcopy(model).to(memory_format=torch.channels_last)
+class RawForward:
+    """The plain model's forward over all images, in one batch size and memory format."""
+
+    def __init__(self, model: nn.Module, x: Tensor, batch_size: int, memory_format: str) -> None:
+        self.batch_size, self.memory_format = batch_size, memory_format
+        self.net = model
+        batches = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+        if memory_format == "channels_last":
+            self.net = copy.deepcopy(model).to(memory_format=torch.channels_last)
+            batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+        self.batches = batches
+
+    def __call__(self, limit: int | None = None) -> None:
         with torch.inference_mode():
-            for bs in batch_sizes:
-                batches = [x[i : i + bs] for i in range(0, len(x), bs)]
-                if fmt == "channels_last":
-                    batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
-                net(batches[0])  # warm-up: allocator, kernel choice
-                _sync(x.device)
-                start = time.perf_counter()
-                for b in batches:
-                    net(b)
-                _sync(x.device)
-                rate = len(x) / (time.perf_counter() - start)
-                if rate > best[0]:
-                    best = (rate, bs, fmt)
-    return best
+            for b in self.batches[:limit]:
+                self.net(b)
 
 
-# ----------------------------------------------------------------------------- (b) landscape
-
-
-def landscape_grid(
-    model: nn.Module,
-    targets: dict[str, Tensor],
-    dirs: list[Direction],
-    data: EvalSet,
-    points: list[tuple[float, float]],
-    precision: str,
-    points_per_call: int,
-) -> tuple[float, list[float], dict[str, Any]]:
-    """(images/s, loss per point, engine choice) of PointEvaluator with automatic options."""
-    engine = EngineConfig(points_per_call=points_per_call)
-    batch_size = SurfaceConfig().batch_size
-    ev = PointEvaluator(
-        model, targets, dirs, batch_size=batch_size, precision=precision, engine=engine
-    )
-    split = {"train": data}
-    with ev.session():
-        ev.evaluate_many(points[: max(1, points_per_call)], split)  # warm-up, not timed
-        _sync(data.device)
-        start = time.perf_counter()
-        results = ev.evaluate_many(points, split)
-        _sync(data.device)
-        elapsed = time.perf_counter() - start
-    choice = {
-        "channels_last": ev.choice.channels_last,
-        "fold_bn": ev.choice.fold_bn,
-        "folded_pairs": ev.choice.folded_pairs,
-        "batch_size": batch_size,
-    }
-    return len(points) * len(data) / elapsed, [r["train_loss"] for r in results], choice
+def best_raw_forward(model: nn.Module, x: Tensor, batch_sizes: Sequence[int]) -> RawForward:
+    """The fastest batch size and memory format, each timed on about max(batch_sizes) images."""
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise LandscapeError(f"batch sizes must be positive, got {list(batch_sizes)}")
+    timed: list[tuple[float, RawForward]] = []
+    for fmt in ("contiguous", "channels_last"):
+        for bs in batch_sizes:
+            raw = RawForward(model, x, bs, fmt)
+            n = max(1, max(batch_sizes) // bs)
+            raw(1)  # warm-up: allocator, kernel choice
+            _sync(x.device)
+            start = time.perf_counter()
+            raw(n)
+            _sync(x.device)
+            rate = sum(len(b) for b in raw.batches[:n]) / (time.perf_counter() - start)
+            timed.append((rate, raw))
+    return max(timed, key=lambda t: t[0])[1]
 
 
 # ----------------------------------------------------------------------------- (c) baseline
@@ -177,44 +154,47 @@ class _UInt8Images(Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def baseline_grid(
-    model: nn.Module,
-    dirs: list[Direction],
-    images: np.ndarray,
-    labels: np.ndarray,
-    points: list[tuple[float, float]],
-    device: torch.device,
-    workers: int = 0,
-) -> tuple[float, list[float]]:
-    """(images/s, loss per point) of the research-code recipe, on a private copy of the model."""
-    net = copy.deepcopy(model).eval()
-    dataset = _UInt8Images(images, labels)
-    loader = DataLoader(dataset, batch_size=BASELINE_BATCH, num_workers=workers)
-    origin = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-    dx, dy = ({k: v.detach().cpu().numpy() for k, v in d.items()} for d in dirs)
-    criterion = nn.CrossEntropyLoss()
+class Baseline:
+    """The research-code recipe, on a private copy of the model.
 
-    def one_point(x: float, y: float) -> float:
-        # Rebuilt from numpy at every point: state dict -> numpy -> tensors -> load, add directions.
-        net.load_state_dict({k: torch.tensor(v) for k, v in origin.items()})
+    At every point the weights are rebuilt from numpy (state dict -> numpy -> tensors -> load,
+    then the directions added) and the images go through a DataLoader with per-image transforms.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dirs: list[Direction],
+        images: np.ndarray,
+        labels: np.ndarray,
+        device: torch.device,
+        workers: int = 0,
+    ) -> None:
+        self.net = copy.deepcopy(model).eval()
+        self.device = device
+        dataset = _UInt8Images(images, labels)
+        self.loader = DataLoader(dataset, batch_size=BASELINE_BATCH, num_workers=workers)
+        self.origin = {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+        self.dx, self.dy = ({k: v.detach().cpu().numpy() for k, v in d.items()} for d in dirs)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def loss_at(self, x: float, y: float) -> float:
+        self.net.load_state_dict({k: torch.tensor(v) for k, v in self.origin.items()})
         with torch.no_grad():
-            for name, p in net.named_parameters():
-                p.copy_(torch.tensor(origin[name] + x * dx[name] + y * dy[name]))
+            for name, p in self.net.named_parameters():
+                p.copy_(torch.tensor(self.origin[name] + x * self.dx[name] + y * self.dy[name]))
         total, count = 0.0, 0
         with torch.no_grad():
-            for inputs, targets in loader:
-                inputs, targets = inputs.to(device), targets.to(device)
-                out = net(inputs)
-                total += criterion(out, targets).item() * len(targets)
+            for inputs, targets in self.loader:
+                inputs, targets = inputs.to(self.device), targets.to(self.device)
+                out = self.net(inputs)
+                total += self.criterion(out, targets).item() * len(targets)
                 count += len(targets)
         return total / count
 
-    with torch.no_grad():
-        net(next(iter(loader))[0].to(device))  # warm-up, not timed
-    start = time.perf_counter()
-    losses = [one_point(x, y) for x, y in points]
-    _sync(device)
-    return len(points) * len(labels) / (time.perf_counter() - start), losses
+    def warm_up(self) -> None:
+        with torch.no_grad():
+            self.net(next(iter(self.loader))[0].to(self.device))
 
 
 # ----------------------------------------------------------------------------- the benchmark
@@ -235,6 +215,38 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+@torch.no_grad()
+def calibrate_bn(model: nn.Module, x: Tensor, batch_size: int = 500) -> None:
+    """Set BN running statistics to those of x, so a random-init net has sane eval activations."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # an exact average over the batches
+    model.train()
+    for i in range(0, len(x), batch_size):
+        model(x[i : i + batch_size])
+    model.eval()
+    for m, momentum in zip(bns, saved, strict=True):
+        m.momentum = momentum
+
+
+class _Clock:
+    """Wall seconds accumulated per measured configuration."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[Any, float] = {}
+
+    @contextlib.contextmanager
+    def time(self, key: Any) -> Iterator[None]:
+        _sync(self.device)
+        start = time.perf_counter()
+        yield
+        _sync(self.device)
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+
 def run_benchmark(
     models: Sequence[str] = ("resnet20", "resnet56"),
     image_size: int = 32,
@@ -247,15 +259,16 @@ def run_benchmark(
     trained_checkpoint: str | None = None,
     progress: Progress | None = None,
     *,
-    points_per_call: Sequence[int] = (1, 4),
+    points_per_call: Sequence[int] = (1,),
     baseline_workers: int = 0,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """One result per model, precision and points per call (the latter at float32 only).
 
-    Each result holds the three throughputs, their ratios, the loss error against float32, the
-    51x51-on-50k projection and the peak memory. Timings are wall clock: on a shared machine
-    they are only as steady as the load.
+    The measurements are interleaved point by point (raw forward, each landscape setting, the
+    baseline), so a change in the machine's load touches them alike and the ratios hold. Each
+    result holds the three throughputs, their ratios, the loss error against float32, the
+    51x51-on-50k projection and the peak memory.
     """
     say = progress or (lambda _msg: None)
     dev = resolve_device(device)
@@ -263,41 +276,68 @@ def run_benchmark(
         raise LandscapeError(f"grid must be two positive sizes (nx, ny), got {tuple(grid)}")
     images, labels = synthetic_images(samples, image_size, seed)
     x, y = normalized_tensors(images, labels)
-    data = EvalSet(x.to(dev), y.to(dev))
+    data = {"train": EvalSet(x.to(dev), y.to(dev))}
     points = _grid(grid)
     results = []
     for name in models:
         model, weights = _bench_model(name, trained_checkpoint, models)
         model.to(dev).eval()
+        if weights == "random-init":
+            calibrate_bn(model, data["train"].x)
+            weights = "random-init, BN statistics of the data"
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         targets = target_tensors(model, "weights")
         dirs = random_directions(targets, 2, norm="filter", ignore="biasbn", seed=seed)
 
-        say(f"{name}: raw forward over batch sizes {list(batch_sizes)}")
-        raw, raw_bs, raw_fmt = raw_throughput(model, data.x, batch_sizes)
-
-        base_rate, base_losses = None, None
-        if baseline:
-            say(f"{name}: research-code baseline on {len(points)} points")
-            base_rate, base_losses = baseline_grid(
-                model, dirs, images, labels, points, dev, baseline_workers
-            )
-
-        runs = [(p, 1) for p in precisions]
+        say(f"{name}: choosing the raw forward's batch size and memory format")
+        raw = best_raw_forward(model, data["train"].x, batch_sizes)
+        settings = [(p, 1) for p in precisions]
         if "float32" in precisions:
-            runs += [("float32", k) for k in points_per_call if k > 1]
-        measured = {}
-        for precision, per_call in runs:
-            say(f"{name}: landscape {precision}, {per_call} point(s) per call")
-            measured[precision, per_call] = landscape_grid(
-                model, targets, dirs, data, points, precision, per_call
+            settings += [("float32", k) for k in points_per_call if k > 1]
+        chunk = max(k for _, k in settings)
+        evaluators = {
+            s: PointEvaluator(
+                model,
+                targets,
+                dirs,
+                batch_size=SurfaceConfig().batch_size,
+                precision=s[0],
+                engine=EngineConfig(points_per_call=s[1]),
             )
-        reference = measured[("float32", 1)][1] if ("float32", 1) in measured else None
-        base_abs, base_rel = _errors(base_losses, reference) if base_losses else (None, None)
+            for s in settings
+        }
+        base = Baseline(model, dirs, images, labels, dev, baseline_workers) if baseline else None
+        for ev in evaluators.values():  # warm-up, not timed
+            with ev.session():
+                ev.evaluate_many(points[:chunk], data)
+        if base is not None:
+            base.warm_up()
+
+        clock = _Clock(dev)
+        losses: dict[Any, list[float]] = {key: [] for key in [*settings, "baseline"]}
+        for start in range(0, len(points), chunk):
+            group = points[start : start + chunk]
+            say(f"{name}: points {start + 1}-{start + len(group)} of {len(points)}")
+            with clock.time("raw"):
+                for _ in group:
+                    raw()
+            for key, ev in evaluators.items():
+                with ev.session(), clock.time(key):
+                    losses[key] += [r["train_loss"] for r in ev.evaluate_many(group, data)]
+            if base is not None:
+                with clock.time("baseline"):
+                    losses["baseline"] += [base.loss_at(px, py) for px, py in group]
+
+        work = len(points) * samples
+        raw_rate = work / clock.seconds["raw"]
+        base_rate = work / clock.seconds["baseline"] if base is not None else None
+        reference = losses.get(("float32", 1))
+        base_abs, base_rel = _errors(losses["baseline"], reference) if base else (None, None)
         cuda_peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-        for (precision, per_call), (rate, losses, choice) in measured.items():
-            abs_err, rel_err = _errors(losses, reference)
+        for key, ev in evaluators.items():
+            rate = work / clock.seconds[key]
+            abs_err, rel_err = _errors(losses[key], reference)
             results.append(
                 {
                     "model": name,
@@ -307,20 +347,25 @@ def run_benchmark(
                     "image_size": image_size,
                     "samples": samples,
                     "grid": [int(g) for g in grid],
-                    "precision": precision,
-                    "points_per_call": per_call,
-                    "engine": choice,
-                    "raw_images_per_s": raw,
-                    "raw_batch_size": raw_bs,
-                    "raw_memory_format": raw_fmt,
+                    "precision": key[0],
+                    "points_per_call": key[1],
+                    "engine": {
+                        "channels_last": ev.choice.channels_last,
+                        "fold_bn": ev.choice.fold_bn,
+                        "folded_pairs": ev.choice.folded_pairs,
+                        "batch_size": ev.batch_size,
+                    },
+                    "raw_images_per_s": raw_rate,
+                    "raw_batch_size": raw.batch_size,
+                    "raw_memory_format": raw.memory_format,
                     "landscape_images_per_s": rate,
                     "baseline_images_per_s": base_rate,
-                    "vs_raw": rate / raw,
+                    "vs_raw": rate / raw_rate,
                     "vs_baseline": rate / base_rate if base_rate else None,
                     "loss_max_abs_err": abs_err,
                     "loss_max_rel_err": rel_err,
-                    "baseline_loss_max_rel_err": base_rel,
                     "baseline_loss_max_abs_err": base_abs,
+                    "baseline_loss_max_rel_err": base_rel,
                     "projected_minutes_51x51_50k": projected_minutes(rate),
                     "peak_rss_mb": _peak_rss_mb(),
                     "cuda_peak_mb": cuda_peak,
@@ -359,11 +404,12 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
         r0 = results[0]
         kinds = sorted({r["weights"] for r in results})
         caveat = " (loss errors on random-init weights only hint at a trained net's)"
+        random_init = any(k.startswith("random-init") for k in kinds)
         lines += [
             "",
             f"device {r0['device']}, {r0['threads']} threads; {r0['samples']} images of "
             f"{r0['image_size']}x{r0['image_size']}, grid {r0['grid'][0]}x{r0['grid'][1]}; "
-            f"weights: {', '.join(kinds)}{caveat if 'random-init' in kinds else ''}",
+            f"weights: {', '.join(kinds)}{caveat if random_init else ''}",
             "raw = plain model forward, best batch and memory format; landscape = grid points x "
             "images / wall time; baseline = per-image DataLoader + numpy weights at every point",
             "51x51 min = projected minutes for 2601 points on 50,000 images at landscape's rate",

@@ -22,7 +22,6 @@ attributes of hessian.h5.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,10 +38,16 @@ from . import storage
 from .checkpoint import file_sha256, load_checkpoint, load_state_into, model_from_checkpoint
 from .config import Config
 from .directions import Direction, target_tensors
-from .engine import EvalSet, PointEvaluator, evaluate, make_loss, resolve_device
+from .engine import (
+    EvalSet,
+    PointEvaluator,
+    evaluate,
+    make_eval_set,
+    make_loss,
+    resolve_device,
+)
 from .errors import LandscapeError
 from .hessian import hessian_extremes, hutchinson_trace
-from .paths import ProgressFactory, fill_grid
 from .stats import HESSIAN_RATIO
 
 HESSIAN_FILE = "hessian.h5"
@@ -51,6 +56,7 @@ CENTER_KEYS = ("lambda_max", "lambda_min", "ratio", "trace", "trace_stderr")
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Log = Callable[[str], None]
+ProgressFactory = Callable[[int, int], Any]
 
 
 @dataclass(frozen=True)
@@ -283,6 +289,57 @@ def draw_hessian_ratio(path: str | Path, out: str | Path, *, dpi: int = 150) -> 
     return save_figure(fig, out, dpi=dpi)
 
 
+def fill_grid(
+    path: str | Path,
+    work: Callable[[tuple[int, ...]], dict[str, float]],
+    *,
+    flush_seconds: float = 5.0,
+    limit: int | None = None,
+    progress: ProgressFactory | None = None,
+) -> int:
+    """Run ``work`` on each unfinished index of a surface file, writing results as they come.
+
+    Results are flushed with the done-mask every ``flush_seconds`` and on any exit, Ctrl-C
+    included, so a rerun continues after the last flushed point. ``limit`` caps the points of
+    this call. Returns the number of points computed.
+    """
+    done = storage.read_surface(path).done
+    pending = [tuple(int(v) for v in i) for i in np.argwhere(~done)]
+    if limit is not None:
+        pending = pending[: max(0, limit)]
+    if not pending:
+        return 0
+    bar = progress(int(done.size), int(done.sum())) if progress is not None else None
+    buffer: list[tuple[tuple[int, ...], dict[str, float]]] = []
+    last = time.monotonic()
+    count = 0
+    try:
+        with storage.SurfaceWriter(path) as writer:
+            try:
+                for index in pending:
+                    buffer.append((index, work(index)))
+                    count += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if time.monotonic() - last >= flush_seconds:
+                        _flush(writer, buffer)
+                        buffer, last = [], time.monotonic()
+            finally:
+                _flush(writer, buffer)
+    finally:
+        if bar is not None:
+            bar.close()
+    return count
+
+
+def _flush(writer: storage.SurfaceWriter, buffer: list[tuple[tuple[int, ...], Any]]) -> None:
+    if not buffer:
+        return
+    index = tuple(np.array(axis) for axis in zip(*(i for i, _ in buffer), strict=True))
+    values = {n: np.array([r[n] for _, r in buffer], dtype=np.float64) for n in buffer[0][1]}
+    writer.write(values, index)
+
+
 def _center(
     model: nn.Module,
     trained: Mapping[str, Tensor],
@@ -392,14 +449,20 @@ def _fingerprint(
 
 
 def _eval_set(cfg: Config, split: str, samples: int | None, device: torch.device) -> EvalSet:
-    """One split on a seeded subset of ``samples`` examples, as the surface evaluates it."""
-    from .surface import eval_sets
+    """One split on the seeded subset of ``samples`` examples that the surface uses, in memory
+    (the Hessian-vector products slice it into batches)."""
+    from .data import eval_dataset
 
-    sub = copy.copy(cfg)
-    sub.surface = dataclasses.replace(cfg.surface, splits=[split], samples=samples)
-    data = eval_sets(sub, device)[split]
-    if not isinstance(data, EvalSet):
-        raise LandscapeError("the Hessian map needs the evaluation set in memory")
+    data = make_eval_set(
+        eval_dataset(cfg.data, split),
+        n=samples,
+        seed=cfg.data.seed,
+        device=device,
+        in_memory="on",
+        batch_size=cfg.surface.batch_size,
+    )
+    if not isinstance(data, EvalSet):  # in_memory="on" always gives one
+        raise LandscapeError("the Hessian map needs its examples in memory")
     return data
 
 

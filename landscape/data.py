@@ -391,18 +391,20 @@ def _infer_info(path: str, train: Dataset, test: Dataset) -> DataInfo:
             f"data.name: examples of {path} are {_describe(first)}; expected (image, label) pairs"
         )
     shape = tuple(torch.as_tensor(first[0]).shape)
-    if len(shape) != 3:
+    if len(shape) == 0:
         raise LandscapeError(
-            f"data.name: images of {path} have shape {shape}; expected (channels, height, width)"
+            f"data.name: inputs of {path} are scalars; expected tensors such as (channels, height, "
+            "width) images or (features,) vectors"
         )
     num_classes = getattr(train, "num_classes", None)
     if num_classes is None:
         num_classes = 1 + max(int(_labels(ds).max()) for ds in (train, test))
+    # Images (C, H, W): channels and size; any other shape (e.g. (features,) for an MLP): the
+    # first dimension is passed as in_channels and the size is 0.
     channels = shape[0]
+    size = shape[1] if len(shape) == 3 else 0
     # User data is taken as already normalized; zero mean and unit std say "no further change".
-    return DataInfo(
-        path, int(num_classes), channels, shape[1], (0.0,) * channels, (1.0,) * channels
-    )
+    return DataInfo(path, int(num_classes), channels, size, (0.0,) * channels, (1.0,) * channels)
 
 
 def _labels(ds: Dataset) -> Tensor:

@@ -20,6 +20,7 @@ change the loss along the path.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from .config import Config
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
 from .errors import LandscapeError
+from .surface import SurfaceJob, bn_tensors, eval_sets, run_job
 from .trajectory import path_residual, pca_directions, plot_range, project_path
 
 TRAJECTORY_FILE = "trajectory.h5"
@@ -137,43 +139,57 @@ def compute_trajectory(
         _create(path, cfg, opts, ckpts, final_ckpt, names, expected)
 
     extra = storage.read_extra(path)
-    path_xy = extra["path_xy"][0]
+    surf = storage.read_surface(path)
+    if surf.complete and "path_loss_actual" in extra:
+        return path
     dirs = [{k: torch.as_tensor(v) for k, v in d.items()} for d in storage.read_directions(path)]
     targets = target_tensors(model, "weights")
-    data = _eval_sets(cfg, dev)
-    bn_data = _bn_tensors(cfg, dev)
     scfg = cfg.surface
-    metric = f"{scfg.splits[0]}_loss"
-    evaluator: dict[str, Any] = {
-        "loss": scfg.loss,
-        "batch_size": scfg.batch_size,
-        "precision": scfg.precision,
-        "bn_data": bn_data,
-    }
+    data = functools.cache(lambda: eval_sets(cfg, dev))
+    bn_data = functools.cache(lambda: bn_tensors(cfg, dev))
 
     if "path_loss_actual" not in extra:
         log(f"loss along the path ({len(ckpts)} checkpoints, projected and actual)")
+        metric = f"{scfg.splits[0]}_loss"
+        # Both on the plain engine (no BN folding), so that at the final weights they agree
+        # to the last bit and any gap is the plane's.
+        evaluator: dict[str, Any] = {
+            "loss": scfg.loss,
+            "batch_size": scfg.batch_size,
+            "precision": scfg.precision,
+            "bn_data": bn_data(),
+        }
         ev = PointEvaluator(model, targets, dirs, **evaluator)
         with ev.session():
-            projected = [ev.evaluate(tuple(c), data)[metric] for c in path_xy]
+            projected = [ev.evaluate(tuple(c), data())[metric] for c in extra["path_xy"][0]]
         probe = copy.deepcopy(model)
         actual = []
         for _, p in ckpts:
             load_state_into(probe, load_checkpoint(p)["state_dict"], f"checkpoint {p}")
             at = PointEvaluator(probe, target_tensors(probe, "weights"), [], **evaluator)
-            actual.append(at.evaluate((), data)[metric])
+            actual.append(at.evaluate((), data())[metric])
         note = {"metric": metric}
         storage.write_extra(path, "path_loss_projected", np.array(projected), note)
         storage.write_extra(path, "path_loss_actual", np.array(actual), note)
 
-    surf = storage.read_surface(path)
-    ev = PointEvaluator(model, targets, dirs, **evaluator)
-    with ev.session():
-
-        def work(index: tuple[int, ...]) -> dict[str, float]:
-            return ev.evaluate((float(surf.x[index[1]]), float(surf.y[index[0]])), data)
-
-        fill_grid(path, work, flush_seconds=scfg.flush_seconds, progress=progress)
+    # The plane's grid runs like any surface (engine speed-ups, flushes, resume).
+    job = SurfaceJob(
+        model=model,
+        targets=targets,
+        draws=[({k: t.detach().clone() for k, t in targets.items()}, dirs)],
+        x=surf.x,
+        y=surf.y,
+        splits=list(scfg.splits),
+        data=data,
+        loss=scfg.loss,
+        batch_size=scfg.batch_size,
+        precision=scfg.precision,
+        bn_data=bn_data,
+        engine=scfg.engine,
+        flush_seconds=scfg.flush_seconds,
+        attrs=surf.attrs,
+    )
+    run_job(job, path, progress=progress)
     return path
 
 
@@ -198,57 +214,6 @@ def draw_trajectory(
         ylabel=str(labels[1]),
     )
     return save_figure(fig, out, dpi=dpi)
-
-
-def fill_grid(
-    path: str | Path,
-    work: Callable[[tuple[int, ...]], dict[str, float]],
-    *,
-    flush_seconds: float = 5.0,
-    limit: int | None = None,
-    progress: ProgressFactory | None = None,
-) -> int:
-    """Run ``work`` on each unfinished index of a surface file, writing results as they come.
-
-    Results are flushed with the done-mask every ``flush_seconds`` and on any exit, Ctrl-C
-    included, so a rerun continues after the last flushed point. ``limit`` caps the points of
-    this call. Returns the number of points computed.
-    """
-    done = storage.read_surface(path).done
-    pending = [tuple(int(v) for v in i) for i in np.argwhere(~done)]
-    if limit is not None:
-        pending = pending[: max(0, limit)]
-    if not pending:
-        return 0
-    bar = progress(int(done.size), int(done.sum())) if progress is not None else None
-    buffer: list[tuple[tuple[int, ...], dict[str, float]]] = []
-    last = time.monotonic()
-    count = 0
-    try:
-        with storage.SurfaceWriter(path) as writer:
-            try:
-                for index in pending:
-                    buffer.append((index, work(index)))
-                    count += 1
-                    if bar is not None:
-                        bar.update(1)
-                    if time.monotonic() - last >= flush_seconds:
-                        _flush(writer, buffer)
-                        buffer, last = [], time.monotonic()
-            finally:
-                _flush(writer, buffer)
-    finally:
-        if bar is not None:
-            bar.close()
-    return count
-
-
-def _flush(writer: storage.SurfaceWriter, buffer: list[tuple[tuple[int, ...], Any]]) -> None:
-    if not buffer:
-        return
-    index = tuple(np.array(axis) for axis in zip(*(i for i, _ in buffer), strict=True))
-    values = {n: np.array([r[n] for _, r in buffer], dtype=np.float64) for n in buffer[0][1]}
-    writer.write(values, index)
 
 
 def _create(
@@ -334,18 +299,6 @@ def _model_args(cfg: Config) -> dict[str, Any]:
     from .train import model_args
 
     return model_args(cfg)
-
-
-def _eval_sets(cfg: Config, device: torch.device) -> dict[str, Any]:
-    from .surface import eval_sets
-
-    return eval_sets(cfg, device)
-
-
-def _bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
-    from .surface import bn_tensors
-
-    return bn_tensors(cfg, device)
 
 
 def _version() -> str:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
+import torch
 
 from landscape.bench import format_results, projected_minutes, run_benchmark, to_json_line
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads; on a busy machine idle threads only spin."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 def test_benchmark_reports_every_figure() -> None:
@@ -39,7 +50,7 @@ def test_benchmark_reports_every_figure() -> None:
             "peak_rss_mb",
         ):
             assert r[key] > 0, key
-        assert r["weights"] == "random-init" and r["cuda_peak_mb"] is None
+        assert r["weights"].startswith("random-init") and r["cuda_peak_mb"] is None
         assert r["raw_batch_size"] in (8, 24)
         assert r["engine"]["fold_bn"] and r["engine"]["channels_last"]
         # The baseline computes the same losses by another route: a check of both.

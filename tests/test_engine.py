@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -21,6 +23,16 @@ from landscape.engine import (
 )
 from landscape.errors import LandscapeError
 from landscape.models import create_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads; on a busy machine idle threads only spin."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
 
 PLAIN = EngineConfig(channels_last="off", fold_bn="off")
 POINTS = [(0.0, 0.0), (0.3, -0.2), (-0.5, 0.4)]
@@ -113,6 +125,27 @@ def test_folding_follows_perturbed_bn_tensors() -> None:
     results = _run(folded, data, points)
     assert len({r["train_loss"] for r in results}) == 3  # the points really differ
     _assert_same_results(results, _run(plain, data, points), len(data))
+
+
+def test_a_conv_used_twice_is_not_folded() -> None:
+    """One conv feeding a BN in one place and nothing in another: its weights must stay."""
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.bn(self.conv(x))).mean(dim=(2, 3))
+
+    model = Shared().eval()
+    traced = trace_fold_pairs(model)
+    assert traced is not None and traced[1] == []
+    with pytest.warns(UserWarning, match="nothing to fold"):
+        ev = _evaluator(model, EngineConfig(fold_bn="on"))
+    assert not ev.choice.fold_bn
+    with pytest.raises(LandscapeError, match="channels_last must be auto, on or off"):
+        _evaluator(model, EngineConfig(channels_last="yes"))
 
 
 def test_fold_auto_skips_bn_recompute_and_untraceable_models() -> None:
@@ -266,9 +299,18 @@ def test_make_eval_set_decides_from_the_size() -> None:
         make_eval_set(ds, in_memory="maybe")
 
 
-def test_plain_evaluate_matches_a_hand_computed_loss() -> None:
+def test_plain_evaluate_matches_a_hand_computed_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU a batch runs in cache-sized pieces; the loss is the one of the whole batch."""
+    import landscape.engine as engine
+
+    monkeypatch.setattr(engine, "CPU_CHUNK_ELEMENTS", 3 * 8 * 8 * 5)
+    monkeypatch.setattr(engine, "MIN_CPU_CHUNK", 1)
     model, data = _model("resnet20"), _data()
+    sizes: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0])))
     loss, acc = evaluate(model, data, make_loss("crossentropy"), batch_size=7, channels_last=True)
+    assert sizes == [5, 2] * 3 + [3]  # batches of 7 (the last of 3), each cut into pieces of 5
+    sizes.clear()
     with torch.no_grad():
         out = model(data.x)
     assert_close(loss, nn.functional.cross_entropy(out, data.y).item(), rtol=1e-5, atol=1e-6)
