@@ -39,7 +39,7 @@ def save_checkpoint(
         "config": config or {},
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
     payload.update(extra or {})
     tmp = path.with_name(path.name + ".tmp")

@@ -26,8 +26,10 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except LandscapeError as e:
             raise click.ClickException(str(e)) from None
         except KeyboardInterrupt:
-            click.echo("interrupted: finished work is saved; run the same command again to resume",
-                       err=True)
+            click.echo(
+                "interrupted: finished work is saved; run the same command again to resume",
+                err=True,
+            )
             sys.exit(130)
 
     return wrapper
@@ -37,15 +39,31 @@ def _config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """CONFIG plus the options every config-driven command shares."""
     options = [
         click.argument("config", type=click.Path(dir_okay=False)),
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a config value, e.g. --set train.epochs=10 (repeatable)."),
-        click.option("--profile", default=None, help="Apply a named profile of the config, e.g. quick."),
-        click.option("--run", "runs", multiple=True,
-                     help="Only this run of a figure config (repeatable)."),
-        click.option("--out", default=None, type=click.Path(file_okay=False),
-                     help="Base output folder (default: the config's `out`, normally outputs/)."),
-        click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
-                     help="Device (default: the config's, normally auto = CUDA when present)."),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Override a config value, e.g. --set train.epochs=10 (repeatable).",
+        ),
+        click.option(
+            "--profile", default=None, help="Apply a named profile of the config, e.g. quick."
+        ),
+        click.option(
+            "--run", "runs", multiple=True, help="Only this run of a figure config (repeatable)."
+        ),
+        click.option(
+            "--out",
+            default=None,
+            type=click.Path(file_okay=False),
+            help="Base output folder (default: the config's `out`, normally outputs/).",
+        ),
+        click.option(
+            "--device",
+            default=None,
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            help="Device (default: the config's, normally auto = CUDA when present).",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]
     for option in reversed(options):
@@ -53,8 +71,13 @@ def _config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _load(config: str, overrides: tuple[str, ...], profile: str | None, out: str | None,
-          device: str | None) -> Any:
+def _load(
+    config: str,
+    overrides: tuple[str, ...],
+    profile: str | None,
+    out: str | None,
+    device: str | None,
+) -> Any:
     from .config import load_config
 
     cfg = load_config(config, list(overrides), profile)
@@ -83,7 +106,9 @@ def _check_device(device: str) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise LandscapeError("device 'cuda' requested but no CUDA GPU is available: use --device cpu")
+            raise LandscapeError(
+                "device 'cuda' requested but no CUDA GPU is available: use --device cpu"
+            )
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -136,15 +161,24 @@ def models() -> None:
 
 @main.command()
 @_config_options
-@click.option("--overwrite", is_flag=True, help="Discard earlier checkpoints of this run and start afresh.")
+@click.option(
+    "--overwrite", is_flag=True, help="Discard earlier checkpoints of this run and start afresh."
+)
 @_fail_cleanly
-def train(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
-          out: str | None, device: str | None, quiet: bool, overwrite: bool) -> None:
+def train(
+    config: str,
+    overrides: tuple[str, ...],
+    profile: str | None,
+    runs: tuple[str, ...],
+    out: str | None,
+    device: str | None,
+    quiet: bool,
+    overwrite: bool,
+) -> None:
     """Train the network(s) of CONFIG; an interrupted run resumes when run again.
 
     Example: landscape train configs/quickstart.yaml --set train.epochs=5
     """
-    from .config import select_runs
 
     cfg = _load(config, overrides, profile, out, device)
     from .train import train as train_run
@@ -157,11 +191,24 @@ def train(config: str, overrides: tuple[str, ...], profile: str | None, runs: tu
 @main.command()
 @_config_options
 @click.option("--overwrite", is_flag=True, help="Start the surface afresh instead of resuming.")
-@click.option("--launcher", type=click.Choice(["none", "torchrun"]), default="none",
-              help="torchrun: join the process group torchrun set up and share the grid.")
+@click.option(
+    "--launcher",
+    type=click.Choice(["none", "torchrun"]),
+    default="none",
+    help="torchrun: join the process group torchrun set up and share the grid.",
+)
 @_fail_cleanly
-def surface(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
-            out: str | None, device: str | None, quiet: bool, overwrite: bool, launcher: str) -> None:
+def surface(
+    config: str,
+    overrides: tuple[str, ...],
+    profile: str | None,
+    runs: tuple[str, ...],
+    out: str | None,
+    device: str | None,
+    quiet: bool,
+    overwrite: bool,
+    launcher: str,
+) -> None:
     """Compute the loss surface of CONFIG's trained checkpoint into an HDF5 file (resumable).
 
     Example: landscape surface configs/quickstart.yaml --set surface.x=[-1,1,11]
@@ -195,8 +242,10 @@ class _process_group:
         import torch.distributed as dist
 
         if "RANK" not in os.environ:
-            raise LandscapeError("--launcher torchrun: no RANK in the environment; start with "
-                                 "torchrun --nproc-per-node N -m landscape surface CONFIG")
+            raise LandscapeError(
+                "--launcher torchrun: no RANK in the environment; start with "
+                "torchrun --nproc-per-node N -m landscape surface CONFIG"
+            )
         use_cuda = self.device != "cpu" and torch.cuda.is_available()
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
@@ -223,12 +272,26 @@ _KIND_HELP = "Plot kinds: contour, contourf, heatmap, surface3d (2D), line (1D);
 @click.option("--log", "log_scale", is_flag=True, help="Log10 color/height scale.")
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png")
 @click.option("--dpi", type=int, default=150)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the figures (default: beside the file).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the figures (default: beside the file).",
+)
 @_fail_cleanly
-def plot(files: tuple[str, ...], kinds: tuple[str, ...], metric: str | None, vmin: float | None,
-         vmax: float | None, levels: int | None, log_scale: bool, fmt: str, dpi: int,
-         out_dir: str | None) -> None:
+def plot(
+    files: tuple[str, ...],
+    kinds: tuple[str, ...],
+    metric: str | None,
+    vmin: float | None,
+    vmax: float | None,
+    levels: int | None,
+    log_scale: bool,
+    fmt: str,
+    dpi: int,
+    out_dir: str | None,
+) -> None:
     """Draw figures of surface FILES (ours or the original code's HDF5 files).
 
     Example: landscape plot outputs/quickstart/resnet56/surface.h5 --kinds contour --kinds surface3d
@@ -236,15 +299,27 @@ def plot(files: tuple[str, ...], kinds: tuple[str, ...], metric: str | None, vmi
     from .plot import plot_file
 
     for f in files:
-        for p in plot_file(f, kinds=list(kinds) or None, metric=metric, out_dir=out_dir, fmt=fmt,
-                           dpi=dpi, vmin=vmin, vmax=vmax, levels=levels, log=log_scale):
+        for p in plot_file(
+            f,
+            kinds=list(kinds) or None,
+            metric=metric,
+            out_dir=out_dir,
+            fmt=fmt,
+            dpi=dpi,
+            vmin=vmin,
+            vmax=vmax,
+            levels=levels,
+            log=log_scale,
+        ):
             click.echo(str(p))
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--titles", default=None, help="Comma-separated panel titles.")
-@click.option("--kinds", "kinds", multiple=True, help=_KIND_HELP + " Default: contour and surface3d.")
+@click.option(
+    "--kinds", "kinds", multiple=True, help=_KIND_HELP + " Default: contour and surface3d."
+)
 @click.option("--metric", default=None)
 @click.option("--vmin", type=float, default=None)
 @click.option("--vmax", type=float, default=None)
@@ -252,12 +327,28 @@ def plot(files: tuple[str, ...], kinds: tuple[str, ...], metric: str | None, vmi
 @click.option("--log", "log_scale", is_flag=True)
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png")
 @click.option("--dpi", type=int, default=150)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="outputs/compare.png",
-              show_default=True, help="Figure path; the kind is added before the suffix.")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default="outputs/compare.png",
+    show_default=True,
+    help="Figure path; the kind is added before the suffix.",
+)
 @_fail_cleanly
-def compare(files: tuple[str, ...], titles: str | None, kinds: tuple[str, ...], metric: str | None,
-            vmin: float | None, vmax: float | None, levels: int | None, log_scale: bool, fmt: str,
-            dpi: int, out_path: str) -> None:
+def compare(
+    files: tuple[str, ...],
+    titles: str | None,
+    kinds: tuple[str, ...],
+    metric: str | None,
+    vmin: float | None,
+    vmax: float | None,
+    levels: int | None,
+    log_scale: bool,
+    fmt: str,
+    dpi: int,
+    out_path: str,
+) -> None:
     """Draw surfaces side by side on one color scale and shared contour levels.
 
     Example: landscape compare a.h5 b.h5 --titles "ResNet-56,ResNet-56 no skip"
@@ -265,8 +356,19 @@ def compare(files: tuple[str, ...], titles: str | None, kinds: tuple[str, ...], 
     from .pipeline import compare_figures
 
     names = [t.strip() for t in titles.split(",")] if titles else None
-    for p in compare_figures(list(files), names, list(kinds) or None, metric, out_path, fmt, dpi,
-                             vmin=vmin, vmax=vmax, levels=levels, log=log_scale):
+    for p in compare_figures(
+        list(files),
+        names,
+        list(kinds) or None,
+        metric,
+        out_path,
+        fmt,
+        dpi,
+        vmin=vmin,
+        vmax=vmax,
+        levels=levels,
+        log=log_scale,
+    ):
         click.echo(str(p))
 
 
@@ -278,8 +380,14 @@ def compare(files: tuple[str, ...], titles: str | None, kinds: tuple[str, ...], 
 @click.option("--log", "log_scale", is_flag=True, help="VTP: log(value + 0.1) heights.")
 @click.option("--zmax", type=float, default=None, help="VTP: clip heights above this value.")
 @_fail_cleanly
-def export(file: str, fmt: str, out_path: str | None, metric: str | None, log_scale: bool,
-           zmax: float | None) -> None:
+def export(
+    file: str,
+    fmt: str,
+    out_path: str | None,
+    metric: str | None,
+    log_scale: bool,
+    zmax: float | None,
+) -> None:
     """Export a surface as VTK PolyData (ParaView), CSV or NPZ.
 
     Example: landscape export surface.h5 --format vtp --log --zmax 10
@@ -292,8 +400,15 @@ def export(file: str, fmt: str, out_path: str | None, metric: str | None, log_sc
 @main.command()
 @_config_options
 @_fail_cleanly
-def reproduce(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
-              out: str | None, device: str | None, quiet: bool) -> None:
+def reproduce(
+    config: str,
+    overrides: tuple[str, ...],
+    profile: str | None,
+    runs: tuple[str, ...],
+    out: str | None,
+    device: str | None,
+    quiet: bool,
+) -> None:
     """Run a figure config end to end: train, surface, plots and the comparison figure.
 
     Finished stages are skipped and interrupted ones resume when run again.
@@ -304,8 +419,13 @@ def reproduce(config: str, overrides: tuple[str, ...], profile: str | None, runs
 
     cfg = _load(config, overrides, profile, out, device)
     _runs(cfg, runs, device)
-    figures = run_pipeline(cfg, runs=runs, progress=_show_progress(quiet), log=_echo,
-                           bar_factory=lambda desc: _bar_factory(quiet, desc))
+    figures = run_pipeline(
+        cfg,
+        runs=runs,
+        progress=_show_progress(quiet),
+        log=_echo,
+        bar_factory=lambda desc: _bar_factory(quiet, desc),
+    )
     click.echo("figures:")
     for p in figures:
         click.echo(f"  {p}")
@@ -313,7 +433,9 @@ def reproduce(config: str, overrides: tuple[str, ...], profile: str | None, runs
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--metric", default=None, help="Metric to analyse (default: train_loss, else test_loss).")
+@click.option(
+    "--metric", default=None, help="Metric to analyse (default: train_loss, else test_loss)."
+)
 @click.option("--titles", default=None, help="Comma-separated names for the files.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_fail_cleanly
@@ -333,7 +455,9 @@ def stats(files: tuple[str, ...], metric: str | None, titles: str | None, as_jso
     names = [t.strip() for t in titles.split(",")] if titles else None
     if len(files) == 1:
         result = file_stats(files[0], metric=metric)
-        click.echo(json.dumps(stats_to_jsonable(result), indent=2) if as_json else format_stats(result))
+        click.echo(
+            json.dumps(stats_to_jsonable(result), indent=2) if as_json else format_stats(result)
+        )
         return
     result, table = compare_stats(list(files), titles=names, metric=metric)
     click.echo(json.dumps(stats_to_jsonable(result), indent=2) if as_json else table)
@@ -341,12 +465,19 @@ def stats(files: tuple[str, ...], metric: str | None, titles: str | None, as_jso
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
-              help="HTML file (default: report.html beside the first file).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="HTML file (default: report.html beside the first file).",
+)
 @click.option("--titles", default=None, help="Comma-separated names for the files.")
 @click.option("--metric", default=None)
 @_fail_cleanly
-def report(files: tuple[str, ...], out_path: str | None, titles: str | None, metric: str | None) -> None:
+def report(
+    files: tuple[str, ...], out_path: str | None, titles: str | None, metric: str | None
+) -> None:
     """Write one self-contained HTML page: figures, metrics with intervals, config, provenance.
 
     Example: landscape report outputs/quickstart/*/surface.h5 --out outputs/quickstart/report.html
@@ -359,21 +490,43 @@ def report(files: tuple[str, ...], out_path: str | None, titles: str | None, met
 
 
 @main.command()
-@click.option("--models", "model_names", default="resnet20,resnet56", show_default=True,
-              help="Comma-separated model names.")
+@click.option(
+    "--models",
+    "model_names",
+    default="resnet20,resnet56",
+    show_default=True,
+    help="Comma-separated model names.",
+)
 @click.option("--image-size", type=int, default=32, show_default=True)
 @click.option("--samples", type=int, default=2000, show_default=True, help="Images per grid point.")
 @click.option("--grid", default="3x3", show_default=True, help="Grid points, e.g. 3x3.")
 @click.option("--precisions", default="float32,bf16", show_default=True)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--no-baseline", is_flag=True, help="Skip the research-code-style baseline.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="A trained checkpoint, for realistic precision errors.")
-@click.option("--json-out", type=click.Path(dir_okay=False), default=None,
-              help="Append the JSON result lines to this file.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A trained checkpoint, for realistic precision errors.",
+)
+@click.option(
+    "--json-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append the JSON result lines to this file.",
+)
 @_fail_cleanly
-def bench(model_names: str, image_size: int, samples: int, grid: str, precisions: str, device: str,
-          no_baseline: bool, checkpoint: str | None, json_out: str | None) -> None:
+def bench(
+    model_names: str,
+    image_size: int,
+    samples: int,
+    grid: str,
+    precisions: str,
+    device: str,
+    no_baseline: bool,
+    checkpoint: str | None,
+    json_out: str | None,
+) -> None:
     """Measure surface throughput against the model's raw forward speed and a naive baseline.
 
     Prints a table and one JSON line per model for tracking.
@@ -387,12 +540,20 @@ def bench(model_names: str, image_size: int, samples: int, grid: str, precisions
     try:
         nx, ny = (int(v) for v in grid.lower().split("x"))
     except ValueError:
-        raise click.BadParameter(f"expected NxM like 3x3, got {grid!r}", param_hint="--grid") from None
+        raise click.BadParameter(
+            f"expected NxM like 3x3, got {grid!r}", param_hint="--grid"
+        ) from None
     _check_device(device)
-    results = run_benchmark(models=tuple(m.strip() for m in model_names.split(",")),
-                            image_size=image_size, samples=samples, grid=(nx, ny),
-                            precisions=tuple(p.strip() for p in precisions.split(",")),
-                            device=device, baseline=not no_baseline, trained_checkpoint=checkpoint)
+    results = run_benchmark(
+        models=tuple(m.strip() for m in model_names.split(",")),
+        image_size=image_size,
+        samples=samples,
+        grid=(nx, ny),
+        precisions=tuple(p.strip() for p in precisions.split(",")),
+        device=device,
+        baseline=not no_baseline,
+        trained_checkpoint=checkpoint,
+    )
     click.echo(format_results(results))
     lines = [json.dumps(r, default=str) for r in results]
     for line in lines:
@@ -404,19 +565,44 @@ def bench(model_names: str, image_size: int, samples: int, grid: str, precisions
 
 @main.command()
 @_config_options
-@click.option("--grid", type=click.IntRange(min=2), default=21, show_default=True,
-              help="Points per axis of the loss grid on the PCA plane.")
-@click.option("--margin", type=click.FloatRange(min=0), default=0.2, show_default=True,
-              help="Share of the path's span added around it.")
-@click.option("--ignore", type=click.Choice(["biasbn", "none"]), default="biasbn",
-              show_default=True,
-              help="biasbn: biases and BN weights stay out of the PCA, as in the paper.")
-@click.option("--overwrite", is_flag=True,
-              help="Start the trajectory file afresh instead of resuming.")
+@click.option(
+    "--grid",
+    type=click.IntRange(min=2),
+    default=21,
+    show_default=True,
+    help="Points per axis of the loss grid on the PCA plane.",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=0.2,
+    show_default=True,
+    help="Share of the path's span added around it.",
+)
+@click.option(
+    "--ignore",
+    type=click.Choice(["biasbn", "none"]),
+    default="biasbn",
+    show_default=True,
+    help="biasbn: biases and BN weights stay out of the PCA, as in the paper.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Start the trajectory file afresh instead of resuming."
+)
 @_fail_cleanly
-def trajectory(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
-               out: str | None, device: str | None, quiet: bool, grid: int, margin: float,
-               ignore: str, overwrite: bool) -> None:
+def trajectory(
+    config: str,
+    overrides: tuple[str, ...],
+    profile: str | None,
+    runs: tuple[str, ...],
+    out: str | None,
+    device: str | None,
+    quiet: bool,
+    grid: int,
+    margin: float,
+    ignore: str,
+    overwrite: bool,
+) -> None:
     """Draw the training path in the plane of its top two PCA directions, over the loss there.
 
     Reads the run's checkpoints/epoch_*.pt and final.pt; writes run_dir/trajectory.h5 (the
@@ -432,38 +618,78 @@ def trajectory(config: str, overrides: tuple[str, ...], profile: str | None, run
     options = TrajectoryOptions(grid=grid, margin=margin, ignore=ignore)
     for run in selected:
         label = run.run or run.name
-        path = compute_trajectory(run, options=options, overwrite=overwrite, log=_echo,
-                                  progress=_bar_factory(quiet, f"trajectory {label}"))
-        figure = draw_trajectory(path, run.run_dir / "figures" / f"trajectory.{run.plot.format}",
-                                 dpi=run.plot.dpi)
+        path = compute_trajectory(
+            run,
+            options=options,
+            overwrite=overwrite,
+            log=_echo,
+            progress=_bar_factory(quiet, f"trajectory {label}"),
+        )
+        figure = draw_trajectory(
+            path, run.run_dir / "figures" / f"trajectory.{run.plot.format}", dpi=run.plot.dpi
+        )
         extra = {k: v for k, (v, _) in read_extra(path).items()}
-        ratios = ", ".join(f"PC{i + 1} {100 * r:.1f} %"
-                           for i, r in enumerate(extra["explained_variance"]))
+        ratios = ", ".join(
+            f"PC{i + 1} {100 * r:.1f} %" for i, r in enumerate(extra["explained_variance"])
+        )
         gap = abs(extra["path_loss_projected"] - extra["path_loss_actual"]).max()
-        _echo(f"[{label}] explained variance: {ratios}; largest path residual "
-              f"{extra['path_residual'].max():.3f}; "
-              f"largest loss gap plane vs checkpoints {gap:.4g}")
+        _echo(
+            f"[{label}] explained variance: {ratios}; largest path residual "
+            f"{extra['path_residual'].max():.3f}; "
+            f"largest loss gap plane vs checkpoints {gap:.4g}"
+        )
         click.echo(str(path))
         click.echo(str(figure))
 
 
 @main.command()
 @_config_options
-@click.option("--grid", type=click.IntRange(min=1), default=11, show_default=True,
-              help="Points per axis over surface.x/surface.y; the surface's own num puts the map "
-                   "into surface.h5 for `landscape stats`.")
-@click.option("--iters", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Lanczos iterations per point.")
-@click.option("--samples", type=click.IntRange(min=1), default=None,
-              help="Examples the Hessian is taken over (default: surface.samples).")
-@click.option("--probes", type=click.IntRange(min=2), default=20, show_default=True,
-              help="Hutchinson probes for the trace at the trained weights.")
-@click.option("--overwrite", is_flag=True,
-              help="Start the Hessian file afresh instead of resuming.")
+@click.option(
+    "--grid",
+    type=click.IntRange(min=1),
+    default=11,
+    show_default=True,
+    help="Points per axis over surface.x/surface.y; the surface's own num puts the map "
+    "into surface.h5 for `landscape stats`.",
+)
+@click.option(
+    "--iters",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Lanczos iterations per point.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Examples the Hessian is taken over (default: surface.samples).",
+)
+@click.option(
+    "--probes",
+    type=click.IntRange(min=2),
+    default=20,
+    show_default=True,
+    help="Hutchinson probes for the trace at the trained weights.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Start the Hessian file afresh instead of resuming."
+)
 @_fail_cleanly
-def hessian(config: str, overrides: tuple[str, ...], profile: str | None, runs: tuple[str, ...],
-            out: str | None, device: str | None, quiet: bool, grid: int, iters: int,
-            samples: int | None, probes: int, overwrite: bool) -> None:
+def hessian(
+    config: str,
+    overrides: tuple[str, ...],
+    profile: str | None,
+    runs: tuple[str, ...],
+    out: str | None,
+    device: str | None,
+    quiet: bool,
+    grid: int,
+    iters: int,
+    samples: int | None,
+    probes: int,
+    overwrite: bool,
+) -> None:
     """Hessian eigenvalues at the trained weights and the map of |lambda_min / lambda_max|.
 
     The map follows the directions of the run's surface.h5 when it exists, and goes into
@@ -479,12 +705,19 @@ def hessian(config: str, overrides: tuple[str, ...], profile: str | None, runs: 
     options = HessianOptions(grid=grid, iters=iters, samples=samples, probes=probes)
     for run in selected:
         label = run.run or run.name
-        path = compute_hessian_map(run, options=options, overwrite=overwrite, log=_echo,
-                                   progress=_bar_factory(quiet, f"hessian {label}"))
+        path = compute_hessian_map(
+            run,
+            options=options,
+            overwrite=overwrite,
+            log=_echo,
+            progress=_bar_factory(quiet, f"hessian {label}"),
+        )
         c = read_center(path)
-        _echo(f"[{label}] at the trained weights: lambda_max {c['lambda_max']:.4g}, "
-              f"lambda_min {c['lambda_min']:.4g}, |lambda_min/lambda_max| {c['ratio']:.4g}, "
-              f"trace {c['trace']:.4g} +- {c['trace_stderr']:.2g}")
+        _echo(
+            f"[{label}] at the trained weights: lambda_max {c['lambda_max']:.4g}, "
+            f"lambda_min {c['lambda_min']:.4g}, |lambda_min/lambda_max| {c['ratio']:.4g}, "
+            f"trace {c['trace']:.4g} +- {c['trace_stderr']:.2g}"
+        )
         click.echo(str(path))
         target = run.run_dir / "figures" / f"hessian_ratio.{run.plot.format}"
         figure = draw_hessian_ratio(path, target, dpi=run.plot.dpi)

@@ -1,4 +1,4 @@
-"""Typed experiment configs: YAML (safe_load) into dataclasses, with --set overrides and profiles."""
+"""Typed experiment configs: YAML (safe_load) into dataclasses, --set overrides and profiles."""
 
 from __future__ import annotations
 
@@ -73,9 +73,12 @@ class TrainConfig:
     save_every: int = 10
     seed: int = 0
     workers: int = 0
+    precision: str = "float32"  # float32 | bf16 (autocast) | auto (bf16 where the device has it)
+    channels_last: bool = True
 
     def validate(self, key: str) -> None:
         _choice(self.optimizer, ("sgd", "adam"), f"{key}.optimizer")
+        _choice(self.precision, ("float32", "bf16", "auto"), f"{key}.precision")
         _choice(self.schedule, ("step", "cosine", "constant"), f"{key}.schedule")
         for name in ("epochs", "batch_size", "save_every"):
             if getattr(self, name) <= 0:
@@ -139,7 +142,8 @@ class EngineConfig:
             _choice(v, ("auto", "on", "off"), f"{key}.{name}")
         if self.points_per_call < 1:
             raise ConfigError(
-                f"must be a positive integer, got {self.points_per_call}", key=f"{key}.points_per_call"
+                f"must be a positive integer, got {self.points_per_call}",
+                key=f"{key}.points_per_call",
             )
 
 
@@ -274,10 +278,14 @@ class Config:
     @property
     def final_checkpoint(self) -> Path:
         """The checkpoint the surface is computed at: a given one, or this run's final one."""
-        return self.resolve_checkpoint(self.checkpoint) if self.checkpoint else self.checkpoint_dir / "final.pt"
+        return (
+            self.resolve_checkpoint(self.checkpoint)
+            if self.checkpoint
+            else self.checkpoint_dir / "final.pt"
+        )
 
     def resolve_checkpoint(self, ref: str) -> Path:
-        """A checkpoint path, or `run:NAME` for the final checkpoint of another run of this config."""
+        """A checkpoint path, or `run:NAME` for the final checkpoint of another run."""
         if ref.startswith("run:"):
             return Path(self.out) / self.name / ref[4:] / "checkpoints" / "final.pt"
         return Path(ref)
@@ -313,7 +321,9 @@ def load_config(
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"invalid YAML{where}: {getattr(e, 'problem', e)}", file=str(path)) from None
+        raise ConfigError(
+            f"invalid YAML{where}: {getattr(e, 'problem', e)}", file=str(path)
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

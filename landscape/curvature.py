@@ -5,7 +5,7 @@ locally convex, larger values mark saddles and non-convex regions. ``curvature_g
 the map in memory for any model and mean loss; ``compute_hessian_map`` does it for a run, into a
 resumable file ``run_dir/hessian.h5`` (surface schema) with the metrics
 
-    <split>_loss, <split>_acc   the loss and accuracy at each point (same as surface.h5's)
+    <split>_loss, <split>_acc   loss and accuracy on the Hessian's examples (--samples) there
     lambda_max, lambda_min      Lanczos estimates of the extreme Hessian eigenvalues
     ratio                       |lambda_min / lambda_max| where lambda_min < 0, else 0
 

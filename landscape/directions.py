@@ -1,6 +1,6 @@
-"""Directions in weight space: seeded random draws, their normalizations, and lines/planes from checkpoints.
+"""Directions in weight space: seeded random draws, normalizations, lines and planes.
 
-A direction is a dict of tensors keyed by parameter name (or state_dict name for `dir_type: states`),
+A direction is a dict of tensors keyed by parameter name (state_dict name for `dir_type: states`),
 shaped like the weights it perturbs.
 """
 
@@ -35,7 +35,7 @@ def target_tensors(model: nn.Module, dir_type: str = "weights") -> dict[str, Ten
 
 
 def random_direction(weights: Mapping[str, Tensor], generator: torch.Generator) -> Direction:
-    """Gaussian noise shaped like each weight, drawn on the CPU so every device gets the same draw."""
+    """Gaussian noise shaped like each weight, drawn on the CPU so every device gets one draw."""
     return {
         name: torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w.device, w.dtype)
         for name, w in weights.items()
@@ -98,7 +98,9 @@ def random_directions(
 ) -> list[Direction]:
     """n normalized random directions; the same seed always gives the same directions."""
     g = torch.Generator().manual_seed(int(seed))
-    return [normalize_direction(random_direction(weights, g), weights, norm, ignore) for _ in range(n)]
+    return [
+        normalize_direction(random_direction(weights, g), weights, norm, ignore) for _ in range(n)
+    ]
 
 
 def difference(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Direction:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import functools
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from .config import Config
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
 from .errors import LandscapeError
-from .surface import SurfaceJob, bn_tensors, eval_sets, run_job
+from .surface import SurfaceJob, bn_tensors, eval_sets, evaluation_attrs, run_job
 from .trajectory import path_residual, pca_directions, plot_range, project_path
 
 TRAJECTORY_FILE = "trajectory.h5"
@@ -251,15 +250,7 @@ def _create(
         "dir_type": "weights",
         "margin": opts.margin,
         "axis_labels": labels,
-        "loss": scfg.loss,
-        "bn": scfg.bn,
-        "precision": scfg.precision,
-        "samples": scfg.samples if scfg.samples is not None else -1,
-        "splits": list(scfg.splits),
-        "data_seed": cfg.data.seed,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "landscape_version": _version(),
-        "torch_version": torch.__version__,
+        **evaluation_attrs(cfg),
     }
     storage.create_surface_file(path, x, y, storage.metric_names(list(scfg.splits)), [dirs], attrs)
     storage.write_extra(path, "path_xy", coords)
@@ -299,9 +290,3 @@ def _model_args(cfg: Config) -> dict[str, Any]:
     from .train import model_args
 
     return model_args(cfg)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

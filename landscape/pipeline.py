@@ -27,7 +27,9 @@ def compare_figures(
     surfs = [read_surface(f) for f in files]
     if titles is not None and len(titles) != len(surfs):
         raise LandscapeError(f"--titles has {len(titles)} names for {len(surfs)} files")
-    names = list(titles) if titles else [s.attrs.get("title") or Path(s.path or "").stem for s in surfs]
+    names = (
+        list(titles) if titles else [s.attrs.get("title") or Path(s.path or "").stem for s in surfs]
+    )
     if kinds is None:
         kinds = ["contour", "surface3d"] if surfs[0].ndim == 2 else ["line"]
     out_path = Path(out_path)
@@ -71,9 +73,18 @@ def reproduce(
         surfaces[label] = path
         log(f"[{label}] plots")
         p = run.plot
-        figures += plot_file(path, kinds=p.kinds, metric=p.metric, out_dir=run.run_dir / "figures",
-                             fmt=p.format, dpi=p.dpi, vmin=p.vmin, vmax=p.vmax, levels=p.levels,
-                             log=p.log)
+        figures += plot_file(
+            path,
+            kinds=p.kinds,
+            metric=p.metric,
+            out_dir=run.run_dir / "figures",
+            fmt=p.format,
+            dpi=p.dpi,
+            vmin=p.vmin,
+            vmax=p.vmax,
+            levels=p.levels,
+            log=p.log,
+        )
     c = cfg.compare
     chosen = [surfaces[n] for n in (c.runs or surfaces) if n in surfaces]
     if len(chosen) > 1:
@@ -82,16 +93,37 @@ def reproduce(
         titles = c.titles if c.titles and len(c.titles) == len(chosen) else None
         target = base / f"compare_{metric}.{cfg.plot.format}"
         try:
-            figures += compare_figures(chosen, titles, c.kinds, metric, target, dpi=cfg.plot.dpi,
-                                       vmin=c.vmin, vmax=c.vmax, levels=c.levels)
+            figures += compare_figures(
+                chosen,
+                titles,
+                c.kinds,
+                metric,
+                target,
+                dpi=cfg.plot.dpi,
+                vmin=c.vmin,
+                vmax=c.vmax,
+                levels=c.levels,
+            )
         except LandscapeError as e:
             if c.vmin is None and c.vmax is None:
                 raise
             # The configured range suits trained nets; an untrained or diverged run may lie
             # entirely outside it, and a figure on an automatic scale is better than none.
             log(f"compare: {e}; drawing on an automatic scale instead")
-            figures += compare_figures(chosen, titles, c.kinds, metric, target, dpi=cfg.plot.dpi,
-                                       levels=c.levels)
+            figures += compare_figures(
+                chosen, titles, c.kinds, metric, target, dpi=cfg.plot.dpi, levels=c.levels
+            )
+    if surfaces:
+        from .report import write_report
+        from .stats import compare_stats, file_stats, format_stats
+
+        paths = chosen if len(chosen) > 1 else list(surfaces.values())
+        titles = c.titles if c.titles and len(c.titles) == len(paths) else None
+        if len(paths) > 1:
+            log(compare_stats(paths, titles=titles)[1])
+        else:
+            log(format_stats(file_stats(paths[0])))
+        figures.append(write_report(paths, Path(cfg.out) / cfg.name / "report.html", titles=titles))
     return figures
 
 

@@ -582,12 +582,13 @@ def _draw_2d(
         # and y grows upwards (origin lower).
         mappable = ax.pcolormesh(x, y, z, shading="nearest", cmap=CMAP, vmin=lo, vmax=hi)
     else:
-        # plot_surface ignores masks but drops NaN corners, so a face next to a hole is drawn
-        # from its valid corners only.  Values above the range become NaN (a hole) rather than
-        # a spike off the axes; values below it sit on the floor.
-        zz = z.filled(np.nan)
+        # plot_surface ignores masks but drops NaN corners, so points never computed (NaN)
+        # are holes.  Values above the range, diverged ones (+inf) included, are clipped to a
+        # flat rim at the top as in the paper's renders: holes there would leave a jagged
+        # crown of half-drawn faces.  Values below the range sit on the floor.
+        raw = np.ma.getdata(z).astype(float)
         with np.errstate(invalid="ignore"):
-            zz = np.where(zz > hi, np.nan, np.maximum(zz, lo))
+            zz = np.where(np.isnan(raw), np.nan, np.clip(raw, lo, hi))
         xx, yy = np.meshgrid(x, y)
         mappable = ax.plot_surface(
             xx,

@@ -470,15 +470,7 @@ def job_from_config(cfg: Config, device: str | None = None) -> SurfaceJob:
         "dir_type": scfg.directions.dir_type,
         "direction_seed": scfg.directions.seed,
         "orthogonalize": scfg.directions.orthogonalize,
-        "loss": scfg.loss,
-        "bn": scfg.bn,
-        "precision": scfg.precision,
-        "samples": scfg.samples if scfg.samples is not None else -1,
-        "splits": list(scfg.splits),
-        "data_seed": cfg.data.seed,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "landscape_version": _version(),
-        "torch_version": torch.__version__,
+        **evaluation_attrs(cfg),
     }
     return SurfaceJob(
         model=model,
@@ -599,6 +591,26 @@ def _model_args_hint(cfg: Config) -> dict[str, Any]:
 
     info = data_info(cfg.data)
     return {"num_classes": info.num_classes, "in_channels": info.in_channels, **cfg.model.args}
+
+
+def evaluation_attrs(cfg: Config) -> dict[str, Any]:
+    """File attributes saying how points were evaluated, and with which versions."""
+    import platform
+
+    scfg = cfg.surface
+    return {
+        "loss": scfg.loss,
+        "bn": scfg.bn,
+        "precision": scfg.precision,
+        "samples": scfg.samples if scfg.samples is not None else -1,
+        "splits": list(scfg.splits),
+        "data_seed": cfg.data.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "landscape_version": _version(),
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+    }
 
 
 def _version() -> str:

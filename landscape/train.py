@@ -1,4 +1,4 @@
-"""Training a network from a config: seeded, checkpointed every few epochs, resumable to the same weights."""
+"""Training from a config: seeded, checkpointed every few epochs, resumable to the same weights."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import Config, TrainConfig
-from .engine import EvalSet, evaluate, make_loss, resolve_device
+from .engine import EvalSet, autocast_context, evaluate, make_loss, resolve_device
 from .errors import LandscapeError
 
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
 
 def model_args(cfg: Config) -> dict[str, Any]:
-    """The arguments the model is built with: classes and channels from the data, then the config's."""
+    """Model arguments: classes and channels from the data, then the config's own."""
     from .data import data_info
 
     info = data_info(cfg.data)
@@ -60,8 +60,11 @@ def _train_fingerprint(cfg: Config) -> dict[str, Any]:
     d = cfg.to_dict()
     # Where the data lives and whether it may be downloaded do not change the weights.
     data = {k: v for k, v in d["data"].items() if k not in ("root", "download")}
-    return {"model": d["model"], "data": data,
-            "train": {k: v for k, v in d["train"].items() if k != "workers"}}
+    return {
+        "model": d["model"],
+        "data": data,
+        "train": {k: v for k, v in d["train"].items() if k != "workers"},
+    }
 
 
 def train(
@@ -107,6 +110,10 @@ def train(
     margs = model_args(cfg)
     torch.manual_seed(t.seed)
     model = build_model(cfg).to(dev)
+    if t.channels_last:
+        # Faster convolutions on CPUs and GPUs; checkpoints store ordinary (contiguous) tensors.
+        model = model.to(memory_format=torch.channels_last)
+    precision = training_precision(t, dev)
     opt = make_optimizer(model, t)
     start = 0
     # Kept from last.pt: an interruption after the last epoch leaves no epoch to recompute them.
@@ -132,12 +139,22 @@ def train(
         # run was interrupted, so a resumed run reaches the same weights.
         torch.manual_seed(t.seed * 100_003 + epoch)
         gen = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
-        loader = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, generator=gen,
-                            num_workers=t.workers, drop_last=False)
-        train_loss, train_acc = _train_epoch(model, loader, opt, dev)
+        loader = DataLoader(
+            train_set,
+            batch_size=t.batch_size,
+            shuffle=True,
+            generator=gen,
+            num_workers=t.workers,
+            drop_last=False,
+        )
+        train_loss, train_acc = _train_epoch(model, loader, opt, dev, precision, t.channels_last)
         test_loss, test_acc = evaluate(model.eval(), test, loss_fn)
-        metrics = {"train_loss": train_loss, "train_acc": train_acc,
-                   "test_loss": test_loss, "test_acc": test_acc}
+        metrics = {
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+        }
         row = {"epoch": epoch + 1, "lr": lr, **metrics, "seconds": time.perf_counter() - tic}
         _append_csv(cfg.run_dir / "metrics.csv", row)
         done = epoch + 1
@@ -147,10 +164,14 @@ def train(
         _save(last, model, cfg, margs, done, metrics, fp, extra)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}")
+            bar.set_postfix(
+                loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}"
+            )
         else:
-            log(f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
-                f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}")
+            log(
+                f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
+                f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}"
+            )
     if bar is not None:
         bar.close()
     _save(ckdir / f"epoch_{t.epochs:03d}.pt", model, cfg, margs, t.epochs, metrics, fp)
@@ -159,15 +180,34 @@ def train(
     return final
 
 
+def training_precision(t: TrainConfig, dev: torch.device) -> str:
+    """'auto' is bf16 where the device computes it natively (recent GPUs and CPUs), else float32."""
+    if t.precision != "auto":
+        return t.precision
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
+    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return "bf16" if native is not None and native() else "float32"
+
+
 def _train_epoch(
-    model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, dev: torch.device
+    model: nn.Module,
+    loader: DataLoader,
+    opt: torch.optim.Optimizer,
+    dev: torch.device,
+    precision: str = "float32",
+    channels_last: bool = False,
 ) -> tuple[float, float]:
     model.train()
     total, correct, n = 0.0, 0, 0
     for xb, yb in loader:
         xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-        out = model(xb)  # (B, classes)
-        loss = nn.functional.cross_entropy(out, yb)
+        if channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast_context(dev, precision):
+            out = model(xb)  # (B, classes)
+        # The loss is taken in float32 whatever the forward pass ran in.
+        loss = nn.functional.cross_entropy(out.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -177,10 +217,26 @@ def _train_epoch(
     return total / n, 100.0 * correct / n
 
 
-def _save(path: Path, model: nn.Module, cfg: Config, margs: dict[str, Any], epoch: int,
-          metrics: dict[str, float], fp: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-    save_checkpoint(path, model, cfg.model.name, margs, config=cfg.to_dict(), epoch=epoch,
-                    metrics=metrics, extra={"train_fingerprint": fp, **(extra or {})})
+def _save(
+    path: Path,
+    model: nn.Module,
+    cfg: Config,
+    margs: dict[str, Any],
+    epoch: int,
+    metrics: dict[str, float],
+    fp: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    save_checkpoint(
+        path,
+        model,
+        cfg.model.name,
+        margs,
+        config=cfg.to_dict(),
+        epoch=epoch,
+        metrics=metrics,
+        extra={"train_fingerprint": fp, **(extra or {})},
+    )
 
 
 def _rewrite_csv(path: Path, keep_epochs: int) -> None:
