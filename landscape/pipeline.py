@@ -61,6 +61,7 @@ def reproduce(
     log = log or (lambda s: None)
     figures: list[Path] = []
     surfaces: dict[str, Path] = {}
+    unplottable: set[str] = set()
     selected = select_runs(cfg, runs)
     for run in selected:
         label = run.run or run.name
@@ -73,20 +74,27 @@ def reproduce(
         surfaces[label] = path
         log(f"[{label}] plots")
         p = run.plot
-        figures += plot_file(
-            path,
-            kinds=p.kinds,
-            metric=p.metric,
-            out_dir=run.run_dir / "figures",
-            fmt=p.format,
-            dpi=p.dpi,
-            vmin=p.vmin,
-            vmax=p.vmax,
-            levels=p.levels,
-            log=p.log,
-        )
+        try:
+            figures += plot_file(
+                path,
+                kinds=p.kinds,
+                metric=p.metric,
+                out_dir=run.run_dir / "figures",
+                fmt=p.format,
+                dpi=p.dpi,
+                vmin=p.vmin,
+                vmax=p.vmax,
+                levels=p.levels,
+                log=p.log,
+            )
+        except LandscapeError as e:
+            # A surface with nothing finite to draw (e.g. a diverged plain net) is still a
+            # result: keep it, say why there is no figure, and go on with the other runs.
+            log(f"[{label}] no figures: {e}")
+            unplottable.add(label)
     c = cfg.compare
-    chosen = [surfaces[n] for n in (c.runs or surfaces) if n in surfaces]
+    names = [n for n in (c.runs or surfaces) if n in surfaces and n not in unplottable]
+    chosen = [surfaces[n] for n in names]
     if len(chosen) > 1:
         base = Path(cfg.out) / cfg.name
         metric = c.metric or cfg.plot.metric or _default_metric(cfg)
@@ -113,11 +121,13 @@ def reproduce(
             figures += compare_figures(
                 chosen, titles, c.kinds, metric, target, dpi=cfg.plot.dpi, levels=c.levels
             )
-    if surfaces:
+    if any(n not in unplottable for n in surfaces):
         from .report import write_report
         from .stats import compare_stats, file_stats, format_stats
 
-        paths = chosen if len(chosen) > 1 else list(surfaces.values())
+        paths = (
+            chosen if len(chosen) > 1 else [surfaces[n] for n in surfaces if n not in unplottable]
+        )
         titles = c.titles if c.titles and len(c.titles) == len(paths) else None
         if len(paths) > 1:
             log(compare_stats(paths, titles=titles)[1])

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.errors import LandscapeError
+from landscape.models.init import kaiming_init
 from landscape.models.registry import register_model
 
 
@@ -89,13 +90,7 @@ class DenseNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(ch, num_classes)
 
-        # Kaiming (fan_out, ReLU) as in the ResNets; BN starts as the identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # (B, 2g, H, W)

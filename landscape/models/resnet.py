@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.errors import LandscapeError, closest
+from landscape.models.init import kaiming_init
 from landscape.models.registry import register_model
 
 ShortcutKind = Literal["conv", "resnet_d"]
@@ -139,14 +140,7 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(in_ch, num_classes)
 
-        # Kaiming (fan_out, ReLU) keeps activation variance steady through deep plain nets, which
-        # matters for the no-shortcut models; BN starts as the identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # (B, 16k, H, W)
