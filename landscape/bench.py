@@ -260,7 +260,7 @@ def run_benchmark(
     progress: Progress | None = None,
     *,
     points_per_call: Sequence[int] = (1,),
-    baseline_workers: int = 0,
+    baseline_workers: int = 2,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """One result per model, precision and points per call (the latter at float32 only).
@@ -360,6 +360,7 @@ def run_benchmark(
                     "raw_memory_format": raw.memory_format,
                     "landscape_images_per_s": rate,
                     "baseline_images_per_s": base_rate,
+                    "baseline_workers": baseline_workers if baseline else None,
                     "vs_raw": rate / raw_rate,
                     "vs_baseline": rate / base_rate if base_rate else None,
                     "loss_max_abs_err": abs_err,

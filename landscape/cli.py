@@ -504,6 +504,13 @@ def report(
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--no-baseline", is_flag=True, help="Skip the research-code-style baseline.")
 @click.option(
+    "--baseline-workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="DataLoader workers of the baseline (2: the paper's code's default --threads).",
+)
+@click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False),
     default=None,
@@ -524,6 +531,7 @@ def bench(
     precisions: str,
     device: str,
     no_baseline: bool,
+    baseline_workers: int,
     checkpoint: str | None,
     json_out: str | None,
 ) -> None:
@@ -552,6 +560,7 @@ def bench(
         precisions=tuple(p.strip() for p in precisions.split(",")),
         device=device,
         baseline=not no_baseline,
+        baseline_workers=baseline_workers,
         trained_checkpoint=checkpoint,
     )
     click.echo(format_results(results))
