@@ -288,8 +288,9 @@ def plot_trajectory(
     ax.plot(p[0, 0], p[0, 1], "o", ms=9, color="white", mec="black", label="start", zorder=5)
     ax.plot(p[-1, 0], p[-1, 1], "*", ms=14, color="C3", mec="black", label="end", zorder=5)
     if epochs is not None:
-        # A handful of evenly spaced labels; one per point would be unreadable.
-        for i in np.unique(np.linspace(0, len(p) - 1, min(len(p), 6)).round().astype(int)):
+        # Label points that stand apart on the page: late epochs often bunch up at the end,
+        # and labels on each of them would print over one another.
+        for i in _spaced_indices(p, ax):
             ax.annotate(
                 str(epochs[i]),
                 (p[i, 0], p[i, 1]),
@@ -306,6 +307,21 @@ def plot_trajectory(
 
 
 @_styled
+def _spaced_indices(p: np.ndarray, ax: Any, max_labels: int = 6) -> list[int]:
+    """Path points to label: the last one, then others at least 6 % of the view away from those."""
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    scale = np.array([max(x1 - x0, 1e-12), max(y1 - y0, 1e-12)])
+    q = p / scale  # distances as fractions of the view
+    chosen = [len(p) - 1]
+    for i in range(len(p) - 1):
+        if len(chosen) >= max_labels:
+            break
+        if min(np.hypot(*(q[i] - q[j])) for j in chosen) >= 0.06:
+            chosen.append(i)
+    return sorted(chosen)
+
+
 def plot_heatmap_array(
     x: np.ndarray,
     y: np.ndarray,

@@ -260,6 +260,18 @@ def test_trajectory_draws_path_and_epochs(bowl: SurfaceData, tmp_path: Path) -> 
         plot.plot_trajectory(bowl, path, [1, 2, 3])
 
 
+def test_trajectory_labels_do_not_pile_up_where_epochs_bunch(bowl: SurfaceData) -> None:
+    # Late epochs often sit on top of each other at the end of training.
+    spread = np.column_stack([np.linspace(0.9, 0.3, 5), np.linspace(0.4, 0.1, 5)])
+    bunched = np.tile([[0.0, 0.0]], (5, 1)) + np.linspace(0, 0.01, 5)[:, None]
+    path = np.vstack([spread, bunched])
+    fig = plot.plot_trajectory(bowl, path, list(range(10)))
+    (ax,) = fig.axes
+    notes = [t for t in ax.texts if isinstance(t, Annotation)]
+    labelled = [int(t.get_text()) for t in notes]
+    assert labelled[-1] == 9 and not any(5 <= e <= 8 for e in labelled)
+
+
 def test_heatmap_array(tmp_path: Path) -> None:
     x, y, z = bowl_values()
     ratio = z / 3
