@@ -28,6 +28,7 @@ from . import directions as _dirs
 from . import storage
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint
 from .config import LOSSES, NORMS, PRECISIONS, EngineConfig
+from .data import subset_indices
 from .directions import Direction, target_tensors
 from .engine import EvalSet, resolve_device
 from .errors import LandscapeError
@@ -366,7 +367,7 @@ def _eval_tensors(
         if len(ys) == 0:
             raise LandscapeError(f"{key}: is empty")
         if samples is not None and samples < len(ys):
-            idx = _subset_index(len(ys), samples, seed)
+            idx = subset_indices(len(ys), samples, seed)
             xs, ys = xs[idx], ys[idx]
         out[split] = (xs, ys)
     return out
@@ -405,14 +406,9 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
-def _subset_index(total: int, n: int, seed: int) -> Tensor:
-    """The seeded choice of data.dataset_to_tensors, so a config and the API take the same rows."""
-    g = torch.Generator().manual_seed(int(seed))
-    return torch.randperm(total, generator=g)[:n].sort().values
-
-
 def _subset(t: Tensor, n: int, seed: int) -> Tensor:
-    return t if n >= len(t) else t[_subset_index(len(t), n, seed)]
+    """The seeded subset a config would take, so a config and the API evaluate the same rows."""
+    return t if n >= len(t) else t[subset_indices(len(t), n, seed)]
 
 
 def _is_labels(t: Tensor) -> bool:

@@ -35,7 +35,7 @@ import yaml
 from torch import Tensor, nn
 
 from . import storage
-from .checkpoint import file_sha256, load_checkpoint, load_state_into, model_from_checkpoint
+from .checkpoint import file_sha256, load_checkpoint, load_state_into
 from .config import Config
 from .directions import Direction, target_tensors
 from .engine import (
@@ -49,6 +49,8 @@ from .engine import (
 from .errors import LandscapeError
 from .hessian import hessian_extremes, hutchinson_trace
 from .stats import HESSIAN_RATIO
+from .surface import bn_tensors
+from .train import load_trained
 
 HESSIAN_FILE = "hessian.h5"
 CURVATURE_METRICS = ("lambda_max", "lambda_min", "ratio")
@@ -178,8 +180,7 @@ def compute_hessian_map(
     samples = opts.samples if opts.samples is not None else scfg.samples
     ckpt_path = cfg.final_checkpoint
     sha = file_sha256(ckpt_path)
-    model, ckpt = model_from_checkpoint(ckpt_path, cfg.model.name, _model_args(cfg))
-    model.to(dev).eval()
+    model, ckpt = load_trained(cfg, ckpt_path, dev)
     split = scfg.splits[0]
     data = _eval_set(cfg, split, samples, dev)
     loss_fn = mean_loss(scfg.loss)
@@ -238,7 +239,7 @@ def compute_hessian_map(
         with storage.SurfaceWriter(path) as w:
             w.set_attrs({f"center_{k}": v for k, v in center.items()})
 
-    bn_data = _bn_tensors(cfg, dev)
+    bn_data = bn_tensors(cfg, dev)
     plain = make_loss(scfg.loss)
     ev = PointEvaluator(model, targets, dirs, bn_data=bn_data)
     with ev.session():
@@ -464,15 +465,3 @@ def _eval_set(cfg: Config, split: str, samples: int | None, device: torch.device
     if not isinstance(data, EvalSet):  # in_memory="on" always gives one
         raise LandscapeError("the Hessian map needs its examples in memory")
     return data
-
-
-def _bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
-    from .surface import bn_tensors
-
-    return bn_tensors(cfg, device)
-
-
-def _model_args(cfg: Config) -> dict[str, Any]:
-    from .train import model_args
-
-    return model_args(cfg)

@@ -107,22 +107,27 @@ def data_info(cfg: DataConfig) -> DataInfo:
     return _entry(cfg.name).info(cfg)
 
 
+def subset_indices(total: int, n: int | None, seed: int) -> Tensor:
+    """Sorted indices of the seeded subset of n examples out of total (all when n is None).
+
+    The one place this choice is made, so configs, streamed sets and the Python API evaluate
+    the same examples.
+    """
+    if n is None:
+        return torch.arange(total)
+    if n < 1 or n > total:
+        raise LandscapeError(
+            f"cannot take {n} examples from a data set of {total}; use 1 to {total}, or all of it"
+        )
+    # Sorted so that gathering reads memory in order; the set chosen depends only on seed.
+    return torch.randperm(total, generator=_generator(seed))[:n].sort().values
+
+
 def dataset_to_tensors(
     ds: Dataset, n: int | None = None, seed: int = 0, batch_size: int = 1000
 ) -> tuple[Tensor, Tensor]:
     """Materialize (x float32 (N, C, H, W), y int64 (N,)), optionally a seeded subset of n."""
-    total = len(ds)  # type: ignore[arg-type]
-    if n is None:
-        idx = torch.arange(total)
-    else:
-        if n < 1 or n > total:
-            raise LandscapeError(
-                f"cannot take {n} examples from a data set of {total}; use 1 to {total}, "
-                "or all of it"
-            )
-        # Sorted so that gathering reads memory in order; the set chosen depends only on seed.
-        idx = torch.randperm(total, generator=_generator(seed))[:n].sort().values
-
+    idx = subset_indices(len(ds), n, seed)  # type: ignore[arg-type]
     base, idx = _unwrap_subsets(ds, idx)
     if isinstance(base, TensorDataset):
         # Fast path: index the stored tensors instead of collating examples one by one.

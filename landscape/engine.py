@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .data import subset_indices
 from .directions import Direction
 from .errors import LandscapeError
 
@@ -154,22 +155,6 @@ def _available_host_memory() -> int:
     except OSError:
         pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def subset_indices(total: int, n: int | None, seed: int) -> Tensor:
-    """The sorted indices of the seeded subset of n examples (all when n is None).
-
-    The same choice as `data.dataset_to_tensors`, so streamed and in-memory sets hold the same
-    examples.
-    """
-    if n is None:
-        return torch.arange(total)
-    if n < 1 or n > total:
-        raise LandscapeError(
-            f"cannot take {n} examples from a data set of {total}; use 1 to {total}"
-        )
-    g = torch.Generator().manual_seed(int(seed))
-    return torch.randperm(total, generator=g)[:n].sort().values
 
 
 def make_eval_set(

@@ -33,12 +33,13 @@ import yaml
 from torch import Tensor
 
 from . import storage
-from .checkpoint import file_sha256, load_checkpoint, load_state_into, model_from_checkpoint
+from .checkpoint import file_sha256, load_checkpoint, load_state_into
 from .config import Config
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
 from .errors import LandscapeError
 from .surface import SurfaceJob, bn_tensors, eval_sets, evaluation_attrs, run_job
+from .train import load_trained
 from .trajectory import path_residual, pca_directions, plot_range, project_path
 
 TRAJECTORY_FILE = "trajectory.h5"
@@ -116,8 +117,7 @@ def compute_trajectory(
     dev = resolve_device(device or cfg.device)
     ckpts = path_checkpoints(cfg.checkpoint_dir)
     final_path = ckpts[-1][1]
-    model, final_ckpt = model_from_checkpoint(final_path, cfg.model.name, _model_args(cfg))
-    model.to(dev).eval()
+    model, final_ckpt = load_trained(cfg, final_path, dev)
     expected = _fingerprint(cfg, opts, ckpts)
 
     if path.exists() and overwrite:
@@ -284,9 +284,3 @@ def _fingerprint(cfg: Config, opts: TrajectoryOptions, ckpts: Sequence[tuple[int
         },
         sort_keys=True,
     )
-
-
-def _model_args(cfg: Config) -> dict[str, Any]:
-    from .train import model_args
-
-    return model_args(cfg)

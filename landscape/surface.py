@@ -19,7 +19,7 @@ import yaml
 from torch import Tensor, nn
 
 from . import storage
-from .checkpoint import file_sha256, load_checkpoint, load_state_into, model_from_checkpoint
+from .checkpoint import file_sha256, load_checkpoint, load_state_into
 from .config import Config, DirectionConfig, SurfaceConfig
 from .directions import (
     Direction,
@@ -31,6 +31,7 @@ from .directions import (
 )
 from .engine import EvalData, PointEvaluator, autocast_context, make_loss, resolve_device
 from .errors import LandscapeError
+from .train import load_trained
 
 if TYPE_CHECKING:
     from .config import EngineConfig
@@ -444,8 +445,7 @@ def job_from_config(cfg: Config, device: str | None = None) -> SurfaceJob:
     dev = resolve_device(device or cfg.device)
     scfg = cfg.surface
     ckpt_path = cfg.final_checkpoint
-    model, ckpt = model_from_checkpoint(ckpt_path, cfg.model.name, _model_args_hint(cfg))
-    model.to(dev).eval()
+    model, ckpt = load_trained(cfg, ckpt_path, dev)
     sha = file_sha256(ckpt_path)
     x, y = grid_axes(scfg)
     ndir = 1 if y is None else 2
@@ -583,14 +583,6 @@ def bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
     ds = eval_dataset(cfg.data, "train")
     x, _ = dataset_to_tensors(ds, n=min(cfg.surface.bn_samples, len(ds)), seed=cfg.data.seed + 1)
     return x.to(device)
-
-
-def _model_args_hint(cfg: Config) -> dict[str, Any]:
-    """Model arguments for a bare state_dict checkpoint: classes and channels from the data set."""
-    from .data import data_info
-
-    info = data_info(cfg.data)
-    return {"num_classes": info.num_classes, "in_channels": info.in_channels, **cfg.model.args}
 
 
 def evaluation_attrs(cfg: Config) -> dict[str, Any]:

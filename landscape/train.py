@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
+from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
 from .config import Config, TrainConfig
 from .engine import EvalSet, autocast_context, evaluate, make_loss, resolve_device
 from .errors import LandscapeError
@@ -27,6 +27,17 @@ def model_args(cfg: Config) -> dict[str, Any]:
 
     info = data_info(cfg.data)
     return {"num_classes": info.num_classes, "in_channels": info.in_channels, **cfg.model.args}
+
+
+def load_trained(
+    cfg: Config, path: str | Path, device: torch.device
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The config's model with a checkpoint's weights (device, eval mode) and the checkpoint dict.
+
+    A bare state_dict is rebuilt from the config's model name and arguments.
+    """
+    model, ckpt = model_from_checkpoint(path, cfg.model.name, model_args(cfg))
+    return model.to(device).eval(), ckpt
 
 
 def build_model(cfg: Config) -> nn.Module:
