@@ -17,12 +17,13 @@ import json
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .config import EngineConfig, SurfaceConfig
 from .directions import Direction, random_directions, target_tensors
@@ -62,7 +63,45 @@ def normalized_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[Tensor, 
     return x.sub(mean).div(std), torch.from_numpy(labels)
 
 
-def _bench_model(name: str, checkpoint: str | None, models: Sequence[str]) -> tuple[nn.Module, str]:
+@dataclass
+class BenchData:
+    """What every measurement of one run shares: the evaluation tensors and the baseline's set."""
+
+    x: Tensor  # (N, C, H, W) float32, normalized
+    y: Tensor  # (N,) int64
+    dataset: Dataset  # the same examples, read one by one by the baseline's DataLoader
+    description: str
+    config: Any = None  # the checkpoint's Config when the data come from it
+
+
+def synthetic_data(samples: int, image_size: int, seed: int) -> BenchData:
+    images, labels = synthetic_images(samples, image_size, seed)
+    x, y = normalized_tensors(images, labels)
+    return BenchData(
+        x, y, _UInt8Images(images, labels), f"{samples} random images of {image_size}x{image_size}"
+    )
+
+
+def checkpoint_data(checkpoint: str, samples: int, seed: int) -> BenchData | None:
+    """The train split a landscape checkpoint was trained on (a seeded subset), else None."""
+    from .checkpoint import load_checkpoint
+    from .config import config_from_dict
+    from .data import dataset_to_tensors, eval_dataset, subset_indices
+
+    stored = load_checkpoint(checkpoint).get("config") or {}
+    if not stored.get("data"):
+        return None
+    cfg = config_from_dict(stored, file=f"{checkpoint} (its stored config)")
+    ds = eval_dataset(cfg.data, "train")
+    n = min(samples, len(ds))  # type: ignore[arg-type]
+    x, y = dataset_to_tensors(ds, n=n, seed=seed)
+    subset = Subset(ds, subset_indices(len(ds), n, seed).tolist())  # type: ignore[arg-type]
+    return BenchData(x, y, subset, f"{n} training examples of {cfg.data.name}", cfg)
+
+
+def _bench_model(
+    name: str, checkpoint: str | None, models: Sequence[str], data: BenchData
+) -> tuple[nn.Module, str]:
     """The model, trained when the checkpoint is for it, else freshly initialized (seeded)."""
     from .checkpoint import load_checkpoint, model_from_checkpoint
     from .models import create_model
@@ -74,11 +113,16 @@ def _bench_model(name: str, checkpoint: str | None, models: Sequence[str]) -> tu
                 f"checkpoint {checkpoint} does not name its model; benchmark one model with it"
             )
         if described in (None, name):
-            args = {"num_classes": NUM_CLASSES, "in_channels": 3}
+            args = {"num_classes": NUM_CLASSES, "in_channels": data.x.shape[1]}
             model, _ = model_from_checkpoint(checkpoint, name, args)
             return model, "trained"
+        if data.config is not None:  # its data fit no other model
+            raise LandscapeError(
+                f"checkpoint {checkpoint} holds a {described!r}, not {name!r}: "
+                f"pass --models {described}"
+            )
     torch.manual_seed(0)
-    return create_model(name, num_classes=NUM_CLASSES, in_channels=3), "random-init"
+    return create_model(name, num_classes=NUM_CLASSES, in_channels=data.x.shape[1]), "random-init"
 
 
 def _grid(grid: Sequence[int]) -> list[tuple[float, float]]:
@@ -165,14 +209,12 @@ class Baseline:
         self,
         model: nn.Module,
         dirs: list[Direction],
-        images: np.ndarray,
-        labels: np.ndarray,
+        dataset: Dataset,
         device: torch.device,
         workers: int = 0,
     ) -> None:
         self.net = copy.deepcopy(model).eval()
         self.device = device
-        dataset = _UInt8Images(images, labels)
         self.loader = DataLoader(dataset, batch_size=BASELINE_BATCH, num_workers=workers)
         self.origin = {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
         self.dx, self.dy = ({k: v.detach().cpu().numpy() for k, v in d.items()} for d in dirs)
@@ -247,12 +289,16 @@ class _Clock:
         self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
 
 
+CPU_BATCH_SIZES = (128, 256, 500, 1000)
+GPU_BATCH_SIZES = (500, 1000, 2000, 4000)
+
+
 def run_benchmark(
     models: Sequence[str] = ("resnet20", "resnet56"),
     image_size: int = 32,
     samples: int = 2000,
     grid: Sequence[int] = (3, 3),
-    batch_sizes: Sequence[int] = (128, 256, 500, 1000),
+    batch_sizes: Sequence[int] | None = None,
     precisions: Sequence[str] = ("float32", "bf16"),
     device: str = "auto",
     baseline: bool = True,
@@ -260,10 +306,17 @@ def run_benchmark(
     progress: Progress | None = None,
     *,
     points_per_call: Sequence[int] = (1,),
+    compile_too: bool = False,
+    batch_size: int = SurfaceConfig().batch_size,
     baseline_workers: int = 2,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """One result per model, precision and points per call (the latter at float32 only).
+    """One result per model and landscape setting: each precision at one point per call, then
+    float32 at each larger points_per_call, then (compile_too) each precision compiled.
+
+    batch_sizes are the raw forward's candidates (None: a CPU or GPU default); batch_size is
+    landscape's. With a landscape checkpoint that records its config, the data are its training
+    set (realistic precision errors); otherwise seeded random CIFAR-shaped images.
 
     The measurements are interleaved point by point (raw forward, each landscape setting, the
     baseline), so a change in the machine's load touches them alike and the ratios hold. Each
@@ -274,13 +327,21 @@ def run_benchmark(
     dev = resolve_device(device)
     if len(grid) != 2 or min(grid) < 1:
         raise LandscapeError(f"grid must be two positive sizes (nx, ny), got {tuple(grid)}")
-    images, labels = synthetic_images(samples, image_size, seed)
-    x, y = normalized_tensors(images, labels)
-    data = {"train": EvalSet(x.to(dev), y.to(dev))}
+    if batch_sizes is None:
+        batch_sizes = GPU_BATCH_SIZES if dev.type == "cuda" else CPU_BATCH_SIZES
+    source = checkpoint_data(trained_checkpoint, samples, seed) if trained_checkpoint else None
+    source = source or synthetic_data(samples, image_size, seed)
+    data = {"train": EvalSet(source.x.to(dev), source.y.to(dev))}
+    samples = len(source.y)
     points = _grid(grid)
+    settings = [(p, 1, False) for p in precisions]
+    if "float32" in precisions:
+        settings += [("float32", k, False) for k in points_per_call if k > 1]
+    if compile_too:
+        settings += [(p, 1, True) for p in precisions]
     results = []
     for name in models:
-        model, weights = _bench_model(name, trained_checkpoint, models)
+        model, weights = _bench_model(name, trained_checkpoint, models, source)
         model.to(dev).eval()
         if weights == "random-init":
             calibrate_bn(model, data["train"].x)
@@ -292,23 +353,21 @@ def run_benchmark(
 
         say(f"{name}: choosing the raw forward's batch size and memory format")
         raw = best_raw_forward(model, data["train"].x, batch_sizes)
-        settings = [(p, 1) for p in precisions]
-        if "float32" in precisions:
-            settings += [("float32", k) for k in points_per_call if k > 1]
-        chunk = max(k for _, k in settings)
+        chunk = max(k for _, k, _ in settings)
         evaluators = {
             s: PointEvaluator(
                 model,
                 targets,
                 dirs,
-                batch_size=SurfaceConfig().batch_size,
+                batch_size=batch_size,
                 precision=s[0],
-                engine=EngineConfig(points_per_call=s[1]),
+                engine=EngineConfig(points_per_call=s[1], compile=s[2]),
             )
             for s in settings
         }
-        base = Baseline(model, dirs, images, labels, dev, baseline_workers) if baseline else None
-        for ev in evaluators.values():  # warm-up, not timed
+        base = Baseline(model, dirs, source.dataset, dev, baseline_workers) if baseline else None
+        for key, ev in evaluators.items():  # warm-up (compilation, kernel choice), not timed
+            say(f"{name}: warming up {_label(key)}")
             with ev.session():
                 ev.evaluate_many(points[:chunk], data)
         if base is not None:
@@ -332,7 +391,7 @@ def run_benchmark(
         work = len(points) * samples
         raw_rate = work / clock.seconds["raw"]
         base_rate = work / clock.seconds["baseline"] if base is not None else None
-        reference = losses.get(("float32", 1))
+        reference = losses.get(("float32", 1, False))
         base_abs, base_rel = _errors(losses["baseline"], reference) if base else (None, None)
         cuda_peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
         for key, ev in evaluators.items():
@@ -342,9 +401,12 @@ def run_benchmark(
                 {
                     "model": name,
                     "weights": weights,
+                    "data": source.description,
                     "device": str(dev),
+                    "device_name": _device_name(dev),
+                    "torch": torch.__version__,
                     "threads": torch.get_num_threads(),
-                    "image_size": image_size,
+                    "image_size": int(source.x.shape[-1]),
                     "samples": samples,
                     "grid": [int(g) for g in grid],
                     "precision": key[0],
@@ -353,6 +415,7 @@ def run_benchmark(
                         "channels_last": ev.choice.channels_last,
                         "fold_bn": ev.choice.fold_bn,
                         "folded_pairs": ev.choice.folded_pairs,
+                        "compile": ev.choice.compile,
                         "batch_size": ev.batch_size,
                     },
                     "raw_images_per_s": raw_rate,
@@ -375,6 +438,23 @@ def run_benchmark(
     return results
 
 
+def _label(key: tuple[str, int, bool]) -> str:
+    precision, per_call, compiled = key
+    return (
+        precision
+        + (f", {per_call} points per call" if per_call > 1 else "")
+        + (", compiled" if compiled else "")
+    )
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def to_json_line(result: dict[str, Any]) -> str:
     """One result as one line of JSON."""
     return json.dumps(result, sort_keys=True)
@@ -386,20 +466,24 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def format_results(results: Sequence[dict[str, Any]]) -> str:
     """A table for people: throughputs in images/s, ratios, loss errors and projected minutes."""
+    gpu = any(r.get("cuda_peak_mb") is not None for r in results)
     header = (
-        f"{'model':<12} {'precision':<9} {'pts/call':>8} {'raw':>8} {'landscape':>9} "
-        f"{'baseline':>8} {'b/a':>5} {'b/c':>5} {'max|dloss|':>10} {'max rel':>8} "
-        f"{'51x51 min':>9} {'RSS MB':>7}"
+        f"{'model':<12} {'setting':<24} {'raw':>8} {'landscape':>9} {'baseline':>8} {'b/a':>5} "
+        f"{'b/c':>5} {'max|dloss|':>10} {'max rel':>8} {'51x51 min':>9} {'RSS MB':>7}"
+        + (f" {'GPU MB':>7}" if gpu else "")
     )
     lines = [header, "-" * len(header)]
     for r in results:
+        compiled = r["engine"].get("compile", False)
+        setting = _label((r["precision"], r["points_per_call"], compiled))
         lines.append(
-            f"{r['model']:<12} {r['precision']:<9} {r['points_per_call']:>8} "
+            f"{r['model']:<12} {setting:<24} "
             f"{r['raw_images_per_s']:>8.0f} {r['landscape_images_per_s']:>9.0f} "
             f"{_fmt(r['baseline_images_per_s'], '>8.0f'):>8} {r['vs_raw']:>5.2f} "
             f"{_fmt(r['vs_baseline'], '>5.2f'):>5} {_fmt(r['loss_max_abs_err'], '>10.2e'):>10} "
             f"{_fmt(r['loss_max_rel_err'], '>8.1e'):>8} "
             f"{r['projected_minutes_51x51_50k']:>9.1f} {r['peak_rss_mb']:>7.0f}"
+            + (f" {_fmt(r.get('cuda_peak_mb'), '>7.0f'):>7}" if gpu else "")
         )
     if results:
         r0 = results[0]
@@ -408,8 +492,9 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
         random_init = any(k.startswith("random-init") for k in kinds)
         lines += [
             "",
-            f"device {r0['device']}, {r0['threads']} threads; {r0['samples']} images of "
-            f"{r0['image_size']}x{r0['image_size']}, grid {r0['grid'][0]}x{r0['grid'][1]}; "
+            f"device {r0['device']} ({r0.get('device_name', '?')}), {r0['threads']} threads, "
+            f"torch {r0.get('torch', '?')}; {r0.get('data', '')}, "
+            f"grid {r0['grid'][0]}x{r0['grid'][1]}; "
             f"weights: {', '.join(kinds)}{caveat if random_init else ''}",
             "raw = plain model forward, best batch and memory format; landscape = grid points x "
             "images / wall time; baseline = per-image DataLoader + numpy weights at every point",

@@ -111,6 +111,19 @@ def _check_device(device: str) -> None:
             )
 
 
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    """'1,4,8' as positive integers, else a usage error naming the option."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise click.BadParameter(
+            f"expected positive integers separated by commas, got {text!r}", param_hint=option
+        )
+    return values
+
+
 def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
@@ -500,8 +513,34 @@ def report(
 @click.option("--image-size", type=int, default=32, show_default=True)
 @click.option("--samples", type=int, default=2000, show_default=True, help="Images per grid point.")
 @click.option("--grid", default="3x3", show_default=True, help="Grid points, e.g. 3x3.")
-@click.option("--precisions", default="float32,bf16", show_default=True)
+@click.option(
+    "--precisions",
+    default="float32,bf16",
+    show_default=True,
+    help="Comma-separated: float32, tf32 (GPU), bf16, fp16 (GPU).",
+)
+@click.option(
+    "--points-per-call",
+    default="1",
+    show_default=True,
+    help="Comma-separated grid points per batched (vmap) call, measured at float32.",
+)
+@click.option("--compile", "compile_too", is_flag=True, help="Also measure torch.compile.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="landscape's evaluation batch size.",
+)
+@click.option(
+    "--raw-batch-sizes",
+    default=None,
+    help="Comma-separated candidates for the raw forward [CPU: 128,256,500,1000; "
+    "GPU: 500,1000,2000,4000].",
+)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
 @click.option("--no-baseline", is_flag=True, help="Skip the research-code-style baseline.")
 @click.option(
     "--baseline-workers",
@@ -529,7 +568,12 @@ def bench(
     samples: int,
     grid: str,
     precisions: str,
+    points_per_call: str,
+    compile_too: bool,
+    batch_size: int,
+    raw_batch_sizes: str | None,
     device: str,
+    quiet: bool,
     no_baseline: bool,
     baseline_workers: int,
     checkpoint: str | None,
@@ -558,8 +602,13 @@ def bench(
         samples=samples,
         grid=(nx, ny),
         precisions=tuple(p.strip() for p in precisions.split(",")),
+        points_per_call=_int_list(points_per_call, "--points-per-call"),
+        compile_too=compile_too,
+        batch_size=batch_size,
+        batch_sizes=_int_list(raw_batch_sizes, "--raw-batch-sizes") if raw_batch_sizes else None,
         device=device,
         baseline=not no_baseline,
+        progress=None if quiet else _echo,
         baseline_workers=baseline_workers,
         trained_checkpoint=checkpoint,
     )

@@ -17,7 +17,7 @@ from .errors import ConfigError, closest
 
 LOSSES = ("crossentropy", "mse")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
-PRECISIONS = ("float32", "bf16", "fp16")
+PRECISIONS = ("float32", "tf32", "bf16", "fp16")
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> None:

@@ -58,18 +58,30 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def check_precision(device: torch.device, precision: str) -> None:
-    """Refuse what cannot run: fp16 autocast is for GPUs (the CPU's reduced precision is bf16)."""
-    if precision not in ("float32", "bf16", "fp16"):
-        raise LandscapeError(f"unknown precision {precision!r}; use float32, bf16 or fp16")
-    if precision == "fp16" and device.type == "cpu":
-        raise LandscapeError("precision fp16 needs a GPU; on the CPU use bf16 or float32")
+    """Refuse what cannot run: fp16 autocast and tf32 are for GPUs (the CPU's is bf16)."""
+    if precision not in ("float32", "tf32", "bf16", "fp16"):
+        raise LandscapeError(f"unknown precision {precision!r}; use float32, tf32, bf16 or fp16")
+    if precision in ("fp16", "tf32") and device.type != "cuda":
+        raise LandscapeError(f"precision {precision} needs a GPU; on the CPU use bf16 or float32")
+
+
+@contextlib.contextmanager
+def _tf32(allowed: bool) -> Iterator[None]:
+    """Let (or forbid) CUDA convolutions and matrix products round their inputs to TF32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast for the forward pass; float32 runs as is."""
+    """bf16/fp16 autocast for the forward pass; tf32 lets a GPU's tensor cores round float32
+    inputs; float32 is exact float32, TF32 off (PyTorch leaves it on for cuDNN by default)."""
     check_precision(device, precision)
-    if precision == "float32":
-        return contextlib.nullcontext()
+    if precision in ("float32", "tf32"):
+        return _tf32(precision == "tf32") if device.type == "cuda" else contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return torch.autocast(device_type=device.type, dtype=dtype)
 
