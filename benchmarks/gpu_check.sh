@@ -29,4 +29,11 @@ step "bench: torch.compile, resnet56"
 timeout 120 python3 -m landscape bench --device cuda --models resnet56 --samples 10000 \
     --precisions float32,bf16 --compile --no-baseline --json-out "$OUT/bench_compile.jsonl" \
     2>&1 | grep -v '^{' | tee "$OUT/bench_compile.log"
+step "trained ResNet-56 (quickstart, trained here): precision errors on its own data"
+timeout 90 python3 -m landscape train configs/quickstart.yaml --run resnet56 --out /tmp/qs --quiet \
+    2>&1 | tail -3
+ck=$(find /tmp/qs -name final.pt | head -1)
+[ -n "$ck" ] && timeout 60 python3 -m landscape bench --device cuda --models resnet56 \
+    --checkpoint "$ck" --samples 1437 --grid 5x5 --precisions float32,tf32,bf16,fp16 \
+    --json-out "$OUT/bench_trained.jsonl" 2>&1 | grep -v '^{' | tee "$OUT/bench_trained.log"
 step "done"
