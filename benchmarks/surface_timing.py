@@ -19,6 +19,7 @@ import torch
 
 import landscape
 from landscape.bench import calibrate_bn, normalized_tensors, projected_minutes, synthetic_images
+from landscape.config import EngineConfig
 from landscape.models import create_model
 
 
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=3, help="points per axis")
     parser.add_argument("--precisions", default="float32,bf16")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--compile", action="store_true", help="engine.compile: torch.compile")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
@@ -58,6 +60,7 @@ def main() -> None:
                 precision=precision,
                 batch_size=args.batch_size,
                 device=device,
+                engine=EngineConfig(compile=args.compile),
                 path=Path(tmp) / "s.h5",
             )
             seconds = time.perf_counter() - start
@@ -68,6 +71,8 @@ def main() -> None:
             "torch": torch.__version__,
             "precision": precision,
             "grid": args.grid,
+            "batch_size": args.batch_size,
+            "compile": args.compile,
             "samples": args.samples,
             "seconds": seconds,
             "images_per_s": rate,
@@ -78,7 +83,8 @@ def main() -> None:
             else None,
         }
         print(
-            f"{args.model} {precision}: {points} points x {args.samples} images in "
+            f"{args.model} {precision}{' compiled' if args.compile else ''}, batch "
+            f"{args.batch_size}: {points} points x {args.samples} images in "
             f"{seconds:.1f} s = {rate:,.0f} img/s; 51x51 on 50k projected "
             f"{result['projected_minutes_51x51_50k']:.1f} min"
         )

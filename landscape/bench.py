@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .config import EngineConfig, SurfaceConfig
 from .directions import Direction, random_directions, target_tensors
-from .engine import EvalSet, PointEvaluator, resolve_device
+from .engine import EvalSet, PointEvaluator, autocast_context, resolve_device
 from .errors import LandscapeError
 
 # CIFAR-10's channel statistics, as the research scripts normalize with them.
@@ -151,7 +151,8 @@ class RawForward:
         self.batches = batches
 
     def __call__(self, limit: int | None = None) -> None:
-        with torch.inference_mode():
+        # Exact float32: on a GPU this turns off the TF32 that PyTorch allows cuDNN by default.
+        with torch.inference_mode(), autocast_context(self.batches[0].device, "float32"):
             for b in self.batches[:limit]:
                 self.net(b)
 
@@ -307,7 +308,7 @@ def run_benchmark(
     *,
     points_per_call: Sequence[int] = (1,),
     compile_too: bool = False,
-    batch_size: int = SurfaceConfig().batch_size,
+    batch_size: int | None = None,
     baseline_workers: int = 2,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
@@ -315,8 +316,9 @@ def run_benchmark(
     float32 at each larger points_per_call, then (compile_too) each precision compiled.
 
     batch_sizes are the raw forward's candidates (None: a CPU or GPU default); batch_size is
-    landscape's. With a landscape checkpoint that records its config, the data are its training
-    set (realistic precision errors); otherwise seeded random CIFAR-shaped images.
+    landscape's (None: the surface default on a CPU, the raw forward's best on a GPU). With a
+    landscape checkpoint that records its config, the data are its training set (realistic
+    precision errors); otherwise seeded random CIFAR-shaped images.
 
     The measurements are interleaved point by point (raw forward, each landscape setting, the
     baseline), so a change in the machine's load touches them alike and the ratios hold. Each
@@ -354,6 +356,8 @@ def run_benchmark(
         say(f"{name}: choosing the raw forward's batch size and memory format")
         raw = best_raw_forward(model, data["train"].x, batch_sizes)
         chunk = max(k for _, k, _ in settings)
+        if batch_size is None:
+            batch_size = raw.batch_size if dev.type == "cuda" else SurfaceConfig().batch_size
         evaluators = {
             s: PointEvaluator(
                 model,

@@ -570,7 +570,7 @@ def bench(
     precisions: str,
     points_per_call: str,
     compile_too: bool,
-    batch_size: int,
+    batch_size: int | None,
     raw_batch_sizes: str | None,
     device: str,
     quiet: bool,
