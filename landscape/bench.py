@@ -432,6 +432,7 @@ def run_benchmark(
                     "vs_baseline": rate / base_rate if base_rate else None,
                     "loss_max_abs_err": abs_err,
                     "loss_max_rel_err": rel_err,
+                    "nonfinite_points": int((~np.isfinite(losses[key])).sum()),
                     "baseline_loss_max_abs_err": base_abs,
                     "baseline_loss_max_rel_err": base_rel,
                     "projected_minutes_51x51_50k": projected_minutes(rate),
@@ -504,4 +505,13 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
             "images / wall time; baseline = per-image DataLoader + numpy weights at every point",
             "51x51 min = projected minutes for 2601 points on 50,000 images at landscape's rate",
         ]
+        for r in results:
+            if r.get("nonfinite_points"):
+                setting = _label((r["precision"], r["points_per_call"], r["engine"]["compile"]))
+                fp16 = r["precision"] == "fp16"
+                why = " (fp16 overflow; bf16 has float32's range)" if fp16 else ""
+                lines.append(
+                    f"{r['model']} {setting}: {r['nonfinite_points']} of "
+                    f"{r['grid'][0] * r['grid'][1]} points gave a non-finite loss{why}"
+                )
     return "\n".join(lines)

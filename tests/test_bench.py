@@ -51,6 +51,7 @@ def test_benchmark_reports_every_figure() -> None:
         ):
             assert r[key] > 0, key
         assert r["weights"].startswith("random-init") and r["cuda_peak_mb"] is None
+        assert r["nonfinite_points"] == 0
         assert r["raw_batch_size"] in (8, 24)
         assert r["engine"]["fold_bn"] and r["engine"]["channels_last"]
         # The baseline computes the same losses by another route: a check of both.
