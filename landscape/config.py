@@ -128,13 +128,13 @@ class EngineConfig:
 
     channels_last: Any = "auto"  # auto | on | off (YAML may give true/false)
     fold_bn: Any = "auto"
-    compile: bool = False
+    compile: Any = "auto"  # auto: on for long runs (engine.COMPILE_AUTO_IMAGES images or more)
     points_per_call: int = 1
     in_memory: Any = "auto"
     workers: int = 2
 
     def validate(self, key: str) -> None:
-        for name in ("channels_last", "fold_bn", "in_memory"):
+        for name in ("channels_last", "fold_bn", "compile", "in_memory"):
             v = getattr(self, name)
             if isinstance(v, bool):
                 v = "on" if v else "off"

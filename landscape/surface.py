@@ -245,6 +245,7 @@ def _evaluate(
                 precision=job.precision,
                 bn_data=bn_data,
                 engine=job.engine if job.fast else None,
+                work=len(indices) * sum(len(ds) for ds in data.values()),
             )
             if job.fast:
                 measure = _engine_measure(ev, data)

@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 from landscape.config import EngineConfig
 from landscape.directions import random_directions, target_tensors
 from landscape.engine import (
+    COMPILE_AUTO_IMAGES,
     EvalSet,
     PointEvaluator,
     StreamSet,
@@ -210,6 +211,29 @@ def test_bf16_is_close_to_float32() -> None:
 def test_fp16_on_cpu_is_a_clear_error() -> None:
     with pytest.raises(LandscapeError, match="fp16 needs a GPU.*bf16"):
         _evaluator(_model("resnet20"), None, precision="fp16")
+
+
+@pytest.mark.parametrize(
+    ("setting", "work", "compiled"),
+    [
+        ("auto", None, False),
+        ("auto", COMPILE_AUTO_IMAGES - 1, False),
+        ("auto", COMPILE_AUTO_IMAGES, True),
+        (False, COMPILE_AUTO_IMAGES, False),
+        (True, 10, True),
+        ("tf32 and bf16 are not compile settings", 10, None),
+    ],
+)
+def test_compile_auto_pays_only_on_long_runs(
+    setting: object, work: int | None, compiled: object
+) -> None:
+    engine = EngineConfig(compile=setting)
+    if compiled is None:
+        with pytest.raises(LandscapeError, match="engine.compile must be auto, on or off"):
+            _evaluator(_model("resnet20"), engine, work=work)
+        return
+    ev = _evaluator(_model("resnet20"), engine, work=work)  # torch.compile is lazy: cheap here
+    assert ev.choice.compile is compiled
 
 
 def test_compile_failure_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
