@@ -370,10 +370,14 @@ def run_benchmark(
             for s in settings
         }
         base = Baseline(model, dirs, source.dataset, dev, baseline_workers) if baseline else None
-        for key, ev in evaluators.items():  # warm-up (compilation, kernel choice), not timed
+        warmup: dict[Any, float] = {}
+        for key, ev in evaluators.items():  # warm-up (compilation, kernel choice), timed apart
             say(f"{name}: warming up {_label(key)}")
+            start = time.perf_counter()
             with ev.session():
                 ev.evaluate_many(points[:chunk], data)
+            _sync(dev)
+            warmup[key] = time.perf_counter() - start
         if base is not None:
             base.warm_up()
 
@@ -436,6 +440,7 @@ def run_benchmark(
                     "baseline_loss_max_abs_err": base_abs,
                     "baseline_loss_max_rel_err": base_rel,
                     "projected_minutes_51x51_50k": projected_minutes(rate),
+                    "warmup_s": warmup[key],
                     "peak_rss_mb": _peak_rss_mb(),
                     "cuda_peak_mb": cuda_peak,
                 }

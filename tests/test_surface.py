@@ -242,6 +242,25 @@ def test_one_dimensional_surface(make_config: Callable[..., Any]) -> None:
     assert s.metrics["train_loss"][2] == pytest.approx(loss, rel=1e-6)
 
 
+@pytest.mark.parametrize(("threshold", "compiled"), [(15 * 32, True), (15 * 32 + 1, False)])
+def test_compile_auto_counts_the_runs_examples(
+    make_config: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, threshold: int, compiled: bool
+) -> None:
+    """A 5x3 grid on 32 samples is 480 examples: compiled exactly when that reaches the bar."""
+    import landscape.engine
+
+    calls: list[nn.Module] = []
+
+    def spy(module: nn.Module, **_: object) -> nn.Module:
+        calls.append(module)
+        return module  # run eagerly: the decision is under test, not the compiler
+
+    monkeypatch.setattr(landscape.engine, "COMPILE_AUTO_IMAGES", threshold)
+    monkeypatch.setattr(torch, "compile", spy)
+    compute_surface(make_config())
+    assert bool(calls) is compiled
+
+
 def test_repeats_draw_different_directions(make_config: Callable[..., Any]) -> None:
     small = {"x": [-1, 1, 3], "y": [-1, 1, 3]}
     cfg = make_config(surface={**small, "repeats": 3})
