@@ -383,10 +383,11 @@ def fold_tensors(state: Mapping[str, Tensor], pair: FoldPair, eps: float) -> tup
 
 # ----------------------------------------------------------------------------- the evaluator
 
-# engine.compile 'auto' compiles runs of at least this many evaluated examples (points x samples):
-# about 25 minutes of ResNet-56 in float32 on 2 CPU cores, 25 s in bf16 on an H200, against
-# 15-60 s of compilation; it then gained 14-39 % on the CPU and 6-32 % on the GPU (README).
-COMPILE_AUTO_IMAGES = 1_000_000
+# engine.compile 'auto' compiles runs of at least this many evaluated examples (points x samples)
+# per device type. Measured for ResNet-56 at 32x32 (README, Speed): compiling took seconds to
+# tens of seconds and then gained 14-42 % on 2 CPU cores (1M examples: about 20 minutes there)
+# and 6-32 % on an H200 (50M examples: about 4 minutes in bf16 there).
+COMPILE_AUTO_IMAGES = {"cpu": 1_000_000, "cuda": 50_000_000}
 
 
 @dataclass(frozen=True)
@@ -475,7 +476,8 @@ class PointEvaluator:
             compile_ = _on(engine.compile, "compile")
             per_call = int(engine.points_per_call)
         if compile_ == "auto":
-            compile_ = "on" if work is not None and work >= COMPILE_AUTO_IMAGES else "off"
+            bar = COMPILE_AUTO_IMAGES.get(device.type)
+            compile_ = "on" if work is not None and bar is not None and work >= bar else "off"
         do_compile = compile_ == "on"
         if channels_last == "auto":
             channels_last = "on" if _has_conv2d(self.model) else "off"

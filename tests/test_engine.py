@@ -217,9 +217,9 @@ def test_fp16_on_cpu_is_a_clear_error() -> None:
     ("setting", "work", "compiled"),
     [
         ("auto", None, False),
-        ("auto", COMPILE_AUTO_IMAGES - 1, False),
-        ("auto", COMPILE_AUTO_IMAGES, True),
-        (False, COMPILE_AUTO_IMAGES, False),
+        ("auto", COMPILE_AUTO_IMAGES["cpu"] - 1, False),
+        ("auto", COMPILE_AUTO_IMAGES["cpu"], True),
+        (False, COMPILE_AUTO_IMAGES["cpu"], False),
         (True, 10, True),
         ("tf32 and bf16 are not compile settings", 10, None),
     ],

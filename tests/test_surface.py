@@ -255,7 +255,7 @@ def test_compile_auto_counts_the_runs_examples(
         calls.append(module)
         return module  # run eagerly: the decision is under test, not the compiler
 
-    monkeypatch.setattr(landscape.engine, "COMPILE_AUTO_IMAGES", threshold)
+    monkeypatch.setitem(landscape.engine.COMPILE_AUTO_IMAGES, "cpu", threshold)
     monkeypatch.setattr(torch, "compile", spy)
     compute_surface(make_config())
     assert bool(calls) is compiled
