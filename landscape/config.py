@@ -7,6 +7,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -415,7 +416,7 @@ def expand_runs(cfg: Config) -> list[Config]:
     return out
 
 
-def select_runs(cfg: Config, names: tuple[str, ...] | list[str] = ()) -> list[Config]:
+def select_runs(cfg: Config, names: Sequence[str] = ()) -> list[Config]:
     """The expanded runs, restricted to `names` when given."""
     runs = expand_runs(cfg)
     if not names:
@@ -488,7 +489,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, key)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value if value is not None else {}, key)
     if tp is Any:
         return value

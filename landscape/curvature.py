@@ -117,7 +117,7 @@ def iter_curvature(
     The same Lanczos seed is used at every point, so neighbouring values are comparable.
     """
     targets = dict(targets) if targets is not None else target_tensors(model, "weights")
-    ev = PointEvaluator(model, targets, list(directions), bn_data=bn_data)
+    ev = PointEvaluator(model, targets, [dict(d) for d in directions], bn_data=bn_data)
     with ev.session():
         for coords in points:
             ev.move_to(coords)
@@ -185,7 +185,12 @@ def compute_hessian_map(
     data = _eval_set(cfg, split, samples, dev)
     loss_fn = mean_loss(scfg.loss)
     ignore = scfg.directions.ignore
-    est = {"ignore": ignore, "iters": opts.iters, "seed": seed, "batch_size": scfg.batch_size}
+    est: dict[str, Any] = {
+        "ignore": ignore,
+        "iters": opts.iters,
+        "seed": seed,
+        "batch_size": scfg.batch_size,
+    }
 
     trained = {k: t.detach().clone() for k, t in model.state_dict().items()}
     refs = [cfg.resolve_checkpoint(c) for c in scfg.directions.checkpoints]

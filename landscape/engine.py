@@ -403,9 +403,14 @@ class EngineChoice:
 
 def _state(model: nn.Module) -> dict[str, Tensor]:
     """Every parameter and buffer by qualified name, aliases of tied tensors included."""
-    out = dict(model.named_parameters(remove_duplicate=False))
+    out: dict[str, Tensor] = dict(model.named_parameters(remove_duplicate=False))
     out.update(model.named_buffers(remove_duplicate=False))
     return out
+
+
+def _bn_eps(bn: nn.Module) -> float:
+    assert isinstance(bn, nn.modules.batchnorm._BatchNorm)  # only BNs are folded
+    return float(bn.eps)
 
 
 def _has_conv2d(model: nn.Module) -> bool:
@@ -501,7 +506,7 @@ class PointEvaluator:
                 self._runner, self._pairs = traced
                 if self.channels_last:
                     self._runner.to(memory_format=torch.channels_last)
-        self._eps = {p.bn: float(self.model.get_submodule(p.bn).eps) for p in self._pairs}
+        self._eps = {p.bn: _bn_eps(self.model.get_submodule(p.bn)) for p in self._pairs}
         self._folded = {f"{p.conv}.{k}" for p in self._pairs for k in ("weight", "bias")}
         runner_state = _state(self._runner) if self._pairs else {}
         self._runner_state = runner_state

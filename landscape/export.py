@@ -199,7 +199,8 @@ def _write_npz(surf: SurfaceData, out: Path, names: list[str]) -> None:
     arrays["done"] = np.asarray(surf.done, dtype=bool)
     # A file handle stops numpy from appending ".npz" to a path with another suffix.
     with open(out, "wb") as fh:
-        np.savez(fh, **arrays)
+        # numpy's stub lets **kwds fill the keyword-only allow_pickle: bool, so mypy objects.
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 def _write_text(out: Path, text: str) -> None:

@@ -155,11 +155,11 @@ def surface_stats(
 
     rays = g.rays()
     for kind, thresholds in (("rel", rel_thresholds), ("abs", abs_thresholds)):
-        for t in thresholds:
-            level = c + t * abs(c) if kind == "rel" else c + t
+        for thr in thresholds:
+            level = c + thr * abs(c) if kind == "rel" else c + thr
             width, censored = _basin(rays, level, math.isfinite(c))
-            out[f"basin_width_{kind}{t:g}"] = width
-            out[f"basin_censored_{kind}{t:g}"] = censored
+            out[f"basin_width_{kind}{thr:g}"] = width
+            out[f"basin_censored_{kind}{thr:g}"] = censored
 
     out["rising_fraction"], out["rising_pairs"] = _rising(g)
     out["negative_curvature_fraction"] = _negative_curvature(g)

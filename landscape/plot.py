@@ -27,7 +27,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import matplotlib
 import numpy as np
@@ -39,13 +39,16 @@ from .errors import LandscapeError, unknown_name_message
 from .export import pick_metric
 from .storage import SurfaceData, read_surface
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 KINDS_2D = ("contour", "contourf", "heatmap", "surface3d")
 KINDS_1D = ("line",)
 FIG_FORMATS = ("png", "pdf", "svg")
 CMAP = "viridis"
 DEFAULT_LEVELS = 30
 # Sizes that stay readable when a figure is shrunk to one column of a paper.
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "font.size": 10,
     "axes.titlesize": 12,
     "axes.labelsize": 11,
@@ -535,9 +538,8 @@ def _levels(levels: Levels, lo: float, hi: float, log: bool) -> np.ndarray:
     if isinstance(levels, int | np.integer):
         if levels < 2:
             raise LandscapeError(f"levels must be at least 2, got {levels}")
-        ticks = MaxNLocator(nbins=max(int(levels) - 1, 1), steps=[1, 2, 2.5, 5, 10]).tick_values(
-            lo, hi
-        )
+        locator = MaxNLocator(nbins=max(int(levels) - 1, 1), steps=[1, 2, 2.5, 5, 10])
+        ticks = np.asarray(locator.tick_values(lo, hi))
         tol = 1e-9 * (hi - lo)
         inner = ticks[(ticks > lo + tol) & (ticks < hi - tol)]
         return np.concatenate([[lo], inner, [hi]])

@@ -21,7 +21,7 @@ process killed while writing leaves a file that still opens; values are written 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -109,8 +109,8 @@ def create_surface_file(
     path: str | Path,
     x: np.ndarray,
     y: np.ndarray | None,
-    metrics: list[str],
-    directions: list[list[Mapping[str, Any]]],
+    metrics: Sequence[str],
+    directions: Sequence[Sequence[Mapping[str, Any]]],
     attrs: Mapping[str, Any],
 ) -> None:
     """Write a new surface file with NaN metrics; written to a temporary name then renamed."""

@@ -8,7 +8,7 @@ the grid and the data, all ready) and hands it to `run_job`, which fills a file 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,23 +149,26 @@ def run_job(
     share.
     """
     dist_info = dist_info or Distributed.from_torch()
-    memory: storage.SurfaceData | None = None
+    target: storage.SurfaceData | Path
     if path is None:
-        memory = _empty_surface(job)
-        done: np.ndarray | None = memory.done
+        target = _empty_surface(job)
+        done: np.ndarray | None = target.done
     else:
-        path = Path(path)
+        target = Path(path)
         if dist_info.rank == 0:
-            _prepare_file(job, path, overwrite)
+            _prepare_file(job, target, overwrite)
         _barrier(dist_info)
-        done = storage.read_surface(path).done if dist_info.rank == 0 else None
+        done = storage.read_surface(target).done if dist_info.rank == 0 else None
     pending = _broadcast_pending(done, dist_info)
     if pending:
         writer: Any = None
         if dist_info.rank == 0:
-            writer = _MemoryWriter(memory) if memory is not None else storage.SurfaceWriter(path)
+            if isinstance(target, storage.SurfaceData):
+                writer = _MemoryWriter(target)
+            else:
+                writer = storage.SurfaceWriter(target)
         _evaluate(job, pending, writer, progress, dist_info)
-    return memory if memory is not None else Path(path)  # type: ignore[arg-type]
+    return target
 
 
 def _empty_surface(job: SurfaceJob) -> storage.SurfaceData:
@@ -582,6 +585,10 @@ def bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
     from .data import dataset_to_tensors, eval_dataset
 
     ds = eval_dataset(cfg.data, "train")
+    if not isinstance(ds, Sized):
+        raise LandscapeError(
+            f"bn: recompute needs a data set with a length; {cfg.data.name!r} has none"
+        )
     x, _ = dataset_to_tensors(ds, n=min(cfg.surface.bn_samples, len(ds)), seed=cfg.data.seed + 1)
     return x.to(device)
 

@@ -22,7 +22,10 @@ from landscape.cli import main
 from landscape.config import EngineConfig
 from landscape.models import create_model
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
 
 GRID: dict[str, Any] = {"x": (-1.0, 1.0, 3), "y": (-1.0, 1.0, 3)}
 

@@ -18,11 +18,15 @@ from landscape.models.registry import register_model
 POOL = "M"
 CONFIGS: dict[str, list[int | str]] = {
     "vgg9": [64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL],
-    "vgg16": [64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL]
-    + [512, 512, 512, POOL],
-    "vgg19": [64, 64, POOL, 128, 128, POOL, 256, 256, 256, 256, POOL, 512, 512, 512, 512, POOL]
-    + [512, 512, 512, 512, POOL],
-}
+    "vgg16": [
+        64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL,
+        512, 512, 512, POOL,
+    ],
+    "vgg19": [
+        64, 64, POOL, 128, 128, POOL, 256, 256, 256, 256, POOL, 512, 512, 512, 512, POOL,
+        512, 512, 512, 512, POOL,
+    ],
+}  # fmt: skip
 
 
 class VGG(nn.Module):
@@ -68,7 +72,8 @@ class VGG(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
