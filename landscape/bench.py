@@ -1,12 +1,15 @@
 """How fast surfaces are evaluated: raw forward speed, landscape's grid speed, a research baseline.
 
 For each model, one run on the same weights, data and grid measures
-  (a) raw forward throughput of the plain model (best batch size and memory format, float32),
-  (b) landscape's grid throughput (grid points x samples / wall time, warm-up excluded) per
-      precision and points per call, with the largest loss error against float32,
+  (a) raw forward throughput of the plain model (best batch size and memory format, exact
+      float32: no TF32 on a GPU),
+  (b) landscape's grid throughput (grid points x samples / wall time, warm-up timed apart) per
+      precision, points per call and compilation, with the largest loss error against float32,
   (c) a baseline written the way research code does it: a DataLoader with per-image transforms
-      (PIL, ToTensor, Normalize; batch 128) and weights rebuilt from numpy at every grid point.
-The data are seeded random CIFAR-shaped uint8 images, so the benchmark runs offline.
+      (PIL, ToTensor, Normalize; batch 128; PyTorch's default TF32 on a GPU) and weights rebuilt
+      from numpy at every grid point.
+The data are seeded random CIFAR-shaped uint8 images, so the benchmark runs offline, or the
+training set a landscape checkpoint records, for the precision errors of a trained net.
 """
 
 from __future__ import annotations
