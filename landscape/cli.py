@@ -5,6 +5,7 @@ Heavy imports (torch, matplotlib, h5py) happen inside the commands so that `--he
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -122,6 +123,11 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
             f"expected positive integers separated by commas, got {text!r}", param_hint=option
         )
     return values
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options given on the command line (not None), to override a config section with."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -626,23 +632,21 @@ def bench(
 @click.option(
     "--grid",
     type=click.IntRange(min=2),
-    default=21,
-    show_default=True,
-    help="Points per axis of the loss grid on the PCA plane.",
+    default=None,
+    help="Points per axis of the loss grid on the PCA plane [config's trajectory.grid, 21].",
 )
 @click.option(
     "--margin",
     type=click.FloatRange(min=0),
-    default=0.2,
-    show_default=True,
-    help="Share of the path's span added around it.",
+    default=None,
+    help="Share of the path's span added around it [trajectory.margin, 0.2].",
 )
 @click.option(
     "--ignore",
     type=click.Choice(["biasbn", "none"]),
-    default="biasbn",
-    show_default=True,
-    help="biasbn: biases and BN weights stay out of the PCA, as in the paper.",
+    default=None,
+    help="biasbn: biases and BN weights stay out of the PCA, as in the paper "
+    "[trajectory.ignore, biasbn].",
 )
 @click.option(
     "--overwrite", is_flag=True, help="Start the trajectory file afresh instead of resuming."
@@ -656,9 +660,9 @@ def trajectory(
     out: str | None,
     device: str | None,
     quiet: bool,
-    grid: int,
-    margin: float,
-    ignore: str,
+    grid: int | None,
+    margin: float | None,
+    ignore: str | None,
     overwrite: bool,
 ) -> None:
     """Draw the training path in the plane of its top two PCA directions, over the loss there.
@@ -670,15 +674,14 @@ def trajectory(
     """
     cfg = _load(config, overrides, profile, out, device)
     selected = _runs(cfg, runs, device)
-    from .paths import TrajectoryOptions, compute_trajectory, draw_trajectory
-    from .storage import read_extra
+    from .paths import compute_trajectory, draw_trajectory, trajectory_summary
 
-    options = TrajectoryOptions(grid=grid, margin=margin, ignore=ignore)
+    given = _given(grid=grid, margin=margin, ignore=ignore)
     for run in selected:
         label = run.run or run.name
         path = compute_trajectory(
             run,
-            options=options,
+            options=dataclasses.replace(run.trajectory, **given),
             overwrite=overwrite,
             log=_echo,
             progress=_bar_factory(quiet, f"trajectory {label}"),
@@ -686,16 +689,7 @@ def trajectory(
         figure = draw_trajectory(
             path, run.run_dir / "figures" / f"trajectory.{run.plot.format}", dpi=run.plot.dpi
         )
-        extra = {k: v for k, (v, _) in read_extra(path).items()}
-        ratios = ", ".join(
-            f"PC{i + 1} {100 * r:.1f} %" for i, r in enumerate(extra["explained_variance"])
-        )
-        gap = abs(extra["path_loss_projected"] - extra["path_loss_actual"]).max()
-        _echo(
-            f"[{label}] explained variance: {ratios}; largest path residual "
-            f"{extra['path_residual'].max():.3f}; "
-            f"largest loss gap plane vs checkpoints {gap:.4g}"
-        )
+        _echo(f"[{label}] {trajectory_summary(path)}")
         click.echo(str(path))
         click.echo(str(figure))
 
@@ -705,30 +699,27 @@ def trajectory(
 @click.option(
     "--grid",
     type=click.IntRange(min=1),
-    default=11,
-    show_default=True,
+    default=None,
     help="Points per axis over surface.x/surface.y; the surface's own num puts the map "
-    "into surface.h5 for `landscape stats`.",
+    "into surface.h5 for `landscape stats` [config's hessian.grid, 11].",
 )
 @click.option(
     "--iters",
     type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="Lanczos iterations per point.",
+    default=None,
+    help="Lanczos iterations per point [hessian.iters, 20].",
 )
 @click.option(
     "--samples",
     type=click.IntRange(min=1),
     default=None,
-    help="Examples the Hessian is taken over (default: surface.samples).",
+    help="Examples the Hessian is taken over [hessian.samples, else surface.samples].",
 )
 @click.option(
     "--probes",
     type=click.IntRange(min=2),
-    default=20,
-    show_default=True,
-    help="Hutchinson probes for the trace at the trained weights.",
+    default=None,
+    help="Hutchinson probes for the trace at the trained weights [hessian.probes, 20].",
 )
 @click.option(
     "--overwrite", is_flag=True, help="Start the Hessian file afresh instead of resuming."
@@ -742,10 +733,10 @@ def hessian(
     out: str | None,
     device: str | None,
     quiet: bool,
-    grid: int,
-    iters: int,
+    grid: int | None,
+    iters: int | None,
     samples: int | None,
-    probes: int,
+    probes: int | None,
     overwrite: bool,
 ) -> None:
     """Hessian eigenvalues at the trained weights and the map of |lambda_min / lambda_max|.
@@ -758,24 +749,19 @@ def hessian(
     """
     cfg = _load(config, overrides, profile, out, device)
     selected = _runs(cfg, runs, device)
-    from .curvature import HessianOptions, compute_hessian_map, draw_hessian_ratio, read_center
+    from .curvature import center_summary, compute_hessian_map, draw_hessian_ratio
 
-    options = HessianOptions(grid=grid, iters=iters, samples=samples, probes=probes)
+    given = _given(grid=grid, iters=iters, samples=samples, probes=probes)
     for run in selected:
         label = run.run or run.name
         path = compute_hessian_map(
             run,
-            options=options,
+            options=dataclasses.replace(run.hessian, **given),
             overwrite=overwrite,
             log=_echo,
             progress=_bar_factory(quiet, f"hessian {label}"),
         )
-        c = read_center(path)
-        _echo(
-            f"[{label}] at the trained weights: lambda_max {c['lambda_max']:.4g}, "
-            f"lambda_min {c['lambda_min']:.4g}, |lambda_min/lambda_max| {c['ratio']:.4g}, "
-            f"trace {c['trace']:.4g} +- {c['trace_stderr']:.2g}"
-        )
+        _echo(f"[{label}] {center_summary(path)}")
         click.echo(str(path))
         target = run.run_dir / "figures" / f"hessian_ratio.{run.plot.format}"
         figure = draw_hessian_ratio(path, target, dpi=run.plot.dpi)

@@ -237,6 +237,42 @@ class CompareConfig:
 
 
 @dataclass
+class TrajectoryConfig:
+    """The training path in the plane of its top two PCA directions (the paper's Fig. 9)."""
+
+    grid: int = 21  # points per axis of the loss grid on the plane
+    margin: float = 0.2  # share of the path's span added on each side of the grid
+    ignore: str = "biasbn"  # leave biases and BN weights out of the PCA, as in the paper
+
+    def validate(self, key: str) -> None:
+        if self.grid < 2:
+            raise ConfigError(f"must be at least 2, got {self.grid}", key=f"{key}.grid")
+        if self.margin < 0:
+            raise ConfigError(f"must be >= 0, got {self.margin}", key=f"{key}.margin")
+        _choice(self.ignore, ("biasbn", "none"), f"{key}.ignore")
+
+
+@dataclass
+class HessianConfig:
+    """The map of |lambda_min / lambda_max| over the surface's plane (the paper's Fig. 7)."""
+
+    grid: int = 11  # points per axis, over the ranges of surface.x and surface.y
+    iters: int = 20  # Lanczos iterations per point
+    samples: int | None = None  # examples the Hessian is taken over; None: surface.samples
+    probes: int = 20  # Hutchinson probes for the trace at the trained weights
+    seed: int | None = None  # Lanczos and Hutchinson seed; None: surface.directions.seed
+
+    def validate(self, key: str) -> None:
+        for name, least in (("grid", 1), ("iters", 1), ("samples", 1), ("probes", 2)):
+            v = getattr(self, name)
+            if v is not None and v < least:
+                raise ConfigError(f"must be at least {least}, got {v}", key=f"{key}.{name}")
+
+
+STAGES = ("surface", "trajectory", "hessian")
+
+
+@dataclass
 class Config:
     """One experiment: a model on a data set, trained, then its landscape computed and drawn.
 
@@ -253,6 +289,9 @@ class Config:
     surface: SurfaceConfig = field(default_factory=SurfaceConfig)
     plot: PlotConfig = field(default_factory=PlotConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    hessian: HessianConfig = field(default_factory=HessianConfig)
+    stages: list[str] = field(default_factory=lambda: ["surface"])  # what reproduce computes
     runs: list[dict[str, Any]] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     run: str | None = None  # set on each expanded run
@@ -265,6 +304,12 @@ class Config:
         self.train.validate("train")
         self.surface.validate("surface")
         self.plot.validate("plot")
+        self.trajectory.validate("trajectory")
+        self.hessian.validate("hessian")
+        if not self.stages:
+            raise ConfigError(f"name at least one of {', '.join(STAGES)}", key="stages")
+        for stage in self.stages:
+            _choice(stage, STAGES, "stages")
 
     @property
     def run_dir(self) -> Path:

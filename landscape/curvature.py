@@ -25,7 +25,6 @@ import copy
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from torch import Tensor, nn
 
 from . import storage
 from .checkpoint import file_sha256, load_checkpoint, load_state_into
-from .config import Config
+from .config import Config, HessianConfig
 from .directions import Direction, target_tensors
 from .engine import (
     EvalSet,
@@ -61,15 +60,8 @@ Log = Callable[[str], None]
 ProgressFactory = Callable[[int, int], Any]
 
 
-@dataclass(frozen=True)
-class HessianOptions:
-    """How the curvature map is sampled and estimated."""
-
-    grid: int = 11  # points per axis, over the ranges of surface.x and surface.y
-    iters: int = 20  # Lanczos iterations per point
-    samples: int | None = None  # examples the Hessian is taken over; None: surface.samples
-    probes: int = 20  # Hutchinson probes for the trace at the trained weights
-    seed: int | None = None  # Lanczos and Hutchinson seed; None: surface.directions.seed
+# How the curvature map is sampled and estimated: a config's `hessian` section.
+HessianOptions = HessianConfig
 
 
 def mean_loss(name: str) -> LossFn:
@@ -169,7 +161,7 @@ def compute_hessian_map(
     ``limit`` caps the grid points computed by this call (the rest wait for the next one).
     Returns the path of the file (default ``run_dir/hessian.h5``).
     """
-    opts = options or HessianOptions()
+    opts = options or cfg.hessian
     if opts.grid < 1 or opts.iters < 1:
         raise LandscapeError(f"grid and iters must be >= 1, got {opts.grid} and {opts.iters}")
     log = log or (lambda s: None)
@@ -268,6 +260,16 @@ def compute_hessian_map(
             storage.write_extra(cfg.surface_path, HESSIAN_RATIO, ratio, note)
             log(f"wrote /extra/{HESSIAN_RATIO} into {cfg.surface_path}")
     return path
+
+
+def center_summary(path: str | Path) -> str:
+    """One line on the Hessian at the trained weights, from a Hessian file."""
+    c = read_center(path)
+    return (
+        f"at the trained weights: lambda_max {c['lambda_max']:.4g}, "
+        f"lambda_min {c['lambda_min']:.4g}, |lambda_min/lambda_max| {c['ratio']:.4g}, "
+        f"trace {c['trace']:.4g} +- {c['trace_stderr']:.2g}"
+    )
 
 
 def read_center(path: str | Path) -> dict[str, float]:

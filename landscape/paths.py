@@ -23,7 +23,6 @@ import copy
 import functools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from torch import Tensor
 
 from . import storage
 from .checkpoint import file_sha256, load_checkpoint, load_state_into
-from .config import Config
+from .config import Config, TrajectoryConfig
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
 from .errors import LandscapeError
@@ -59,13 +58,8 @@ ProgressFactory = Callable[[int, int], Any]
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class TrajectoryOptions:
-    """How the plane is chosen and sampled."""
-
-    grid: int = 21  # points per axis of the loss grid on the plane
-    margin: float = 0.2  # share of the path's span added on each side of the grid
-    ignore: str = "biasbn"  # leave biases and BN weights out of the PCA, as in the paper
+# How the plane is chosen and sampled: a config's `trajectory` section.
+TrajectoryOptions = TrajectoryConfig
 
 
 def path_checkpoints(ckdir: str | Path) -> list[tuple[int, Path]]:
@@ -109,7 +103,7 @@ def compute_trajectory(
 
     Returns the path of the surface file (default ``run_dir/trajectory.h5``).
     """
-    opts = options or TrajectoryOptions()
+    opts = options or cfg.trajectory
     if opts.grid < 2:
         raise LandscapeError(f"the trajectory grid needs >= 2 points per axis, got {opts.grid}")
     log = log or (lambda s: None)
@@ -283,4 +277,17 @@ def _fingerprint(cfg: Config, opts: TrajectoryOptions, ckpts: Sequence[tuple[int
             "checkpoints": [[p.name, file_sha256(p)] for _, p in ckpts],
         },
         sort_keys=True,
+    )
+
+
+def trajectory_summary(path: str | Path) -> str:
+    """One line on a trajectory file: explained variance, path residual, loss gap."""
+    extra = {k: v for k, (v, _) in storage.read_extra(path).items()}
+    ratios = ", ".join(
+        f"PC{i + 1} {100 * r:.1f} %" for i, r in enumerate(extra["explained_variance"])
+    )
+    gap = abs(extra["path_loss_projected"] - extra["path_loss_actual"]).max()
+    return (
+        f"explained variance: {ratios}; largest path residual "
+        f"{extra['path_residual'].max():.3f}; largest loss gap plane vs checkpoints {gap:.4g}"
     )

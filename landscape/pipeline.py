@@ -50,12 +50,12 @@ def reproduce(
     log: Callable[[str], None] | None = None,
     bar_factory: Callable[[str], Any] | None = None,
 ) -> list[Path]:
-    """Train (or reuse) each run's checkpoint, compute its surface, plot it, then compare all runs.
+    """Train (or reuse) each run's checkpoint, then run the config's `stages` for it: its
+    surface and plots, the PCA trajectory of its training (Fig. 9), the Hessian ratio map
+    (Fig. 7); then compare the runs' surfaces side by side and write the report.
 
     Every stage skips finished work and resumes unfinished work, so running it again is cheap.
     """
-    from .plot import plot_file
-    from .surface import compute_surface
     from .train import train
 
     log = log or (lambda s: None)
@@ -68,30 +68,16 @@ def reproduce(
         if run.checkpoint is None:
             log(f"[{label}] training")
             train(run, progress=progress, log=log)
-        log(f"[{label}] surface")
-        bar = bar_factory(f"surface {label}") if bar_factory else None
-        path = compute_surface(run, progress=bar)
-        surfaces[label] = path
-        log(f"[{label}] plots")
-        p = run.plot
-        try:
-            figures += plot_file(
-                path,
-                kinds=p.kinds,
-                metric=p.metric,
-                out_dir=run.run_dir / "figures",
-                fmt=p.format,
-                dpi=p.dpi,
-                vmin=p.vmin,
-                vmax=p.vmax,
-                levels=p.levels,
-                log=p.log,
-            )
-        except LandscapeError as e:
-            # A surface with nothing finite to draw (e.g. a diverged plain net) is still a
-            # result: keep it, say why there is no figure, and go on with the other runs.
-            log(f"[{label}] no figures: {e}")
-            unplottable.add(label)
+        if "surface" in run.stages:
+            surfaces[label], drawn = _surface_stage(run, label, log, bar_factory)
+            if drawn is None:
+                unplottable.add(label)
+            else:
+                figures += drawn
+        if "trajectory" in run.stages:
+            figures.append(_trajectory_stage(run, label, log, bar_factory))
+        if "hessian" in run.stages:
+            figures += _hessian_stage(run, label, log, bar_factory)
     c = cfg.compare
     names = [n for n in (c.runs or surfaces) if n in surfaces and n not in unplottable]
     chosen = [surfaces[n] for n in names]
@@ -135,6 +121,66 @@ def reproduce(
             log(format_stats(file_stats(paths[0])))
         figures.append(write_report(paths, Path(cfg.out) / cfg.name / "report.html", titles=titles))
     return figures
+
+
+def _surface_stage(
+    run: Config, label: str, log: Callable[[str], None], bar_factory: Callable[[str], Any] | None
+) -> tuple[Path, list[Path] | None]:
+    """The run's surface file and its figures (None when nothing finite can be drawn)."""
+    from .plot import plot_file
+    from .surface import compute_surface
+
+    log(f"[{label}] surface")
+    bar = bar_factory(f"surface {label}") if bar_factory else None
+    path = compute_surface(run, progress=bar)
+    log(f"[{label}] plots")
+    p = run.plot
+    try:
+        figures = plot_file(
+            path,
+            kinds=p.kinds,
+            metric=p.metric,
+            out_dir=run.run_dir / "figures",
+            fmt=p.format,
+            dpi=p.dpi,
+            vmin=p.vmin,
+            vmax=p.vmax,
+            levels=p.levels,
+            log=p.log,
+        )
+    except LandscapeError as e:
+        # A surface with nothing finite to draw (e.g. a diverged plain net) is still a result:
+        # keep it, say why there is no figure, and go on with the other runs.
+        log(f"[{label}] no figures: {e}")
+        return path, None
+    return path, figures
+
+
+def _trajectory_stage(
+    run: Config, label: str, log: Callable[[str], None], bar_factory: Callable[[str], Any] | None
+) -> Path:
+    from .paths import compute_trajectory, draw_trajectory, trajectory_summary
+
+    log(f"[{label}] trajectory")
+    bar = bar_factory(f"trajectory {label}") if bar_factory else None
+    path = compute_trajectory(run, progress=bar, log=log)
+    log(f"[{label}] {trajectory_summary(path)}")
+    target = run.run_dir / "figures" / f"trajectory.{run.plot.format}"
+    return draw_trajectory(path, target, dpi=run.plot.dpi)
+
+
+def _hessian_stage(
+    run: Config, label: str, log: Callable[[str], None], bar_factory: Callable[[str], Any] | None
+) -> list[Path]:
+    from .curvature import center_summary, compute_hessian_map, draw_hessian_ratio
+
+    log(f"[{label}] Hessian")
+    bar = bar_factory(f"hessian {label}") if bar_factory else None
+    path = compute_hessian_map(run, progress=bar, log=log)
+    log(f"[{label}] {center_summary(path)}")
+    target = run.run_dir / "figures" / f"hessian_ratio.{run.plot.format}"
+    figure = draw_hessian_ratio(path, target, dpi=run.plot.dpi)
+    return [figure] if figure is not None else []
 
 
 def _default_metric(cfg: Config) -> str:

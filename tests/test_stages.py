@@ -1,0 +1,88 @@
+"""`stages` of a config: reproduce runs the PCA trajectory (Fig. 9) and the Hessian ratio map
+(Fig. 7) from the config's `trajectory` and `hessian` sections; the CLI flags override them."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import TINY_RAW
+
+from landscape.cli import main
+from landscape.config import config_from_dict, deep_merge
+from landscape.errors import ConfigError
+from landscape.pipeline import reproduce
+from landscape.storage import read_surface
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# Three epochs, a checkpoint after each: a path of 4 points (epochs 0-2 and the final weights).
+STAGED: dict[str, Any] = deep_merge(
+    copy.deepcopy(TINY_RAW),
+    {
+        "train": {"epochs": 3, "save_every": 1},
+        "stages": ["trajectory", "hessian"],
+        "trajectory": {"grid": 3},
+        "hessian": {"grid": 2, "iters": 3, "samples": 16, "probes": 2},
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        (["surface", "hessain"], "stages: 'hessain' is not one of .*did you mean hessian"),
+        ([], "stages: name at least one of surface, trajectory, hessian"),
+    ],
+)
+def test_unknown_or_no_stages_are_one_line_errors(stages: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        config_from_dict({**TINY_RAW, "stages": stages})
+    assert "\n" not in str(err.value)
+
+
+def test_hessian_section_values_are_checked() -> None:
+    with pytest.raises(ConfigError, match="hessian.probes: must be at least 2, got 1"):
+        config_from_dict({**TINY_RAW, "hessian": {"probes": 1}})
+
+
+@pytest.fixture(scope="module")
+def staged_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[Path]]:
+    out = tmp_path_factory.mktemp("staged")
+    cfg = config_from_dict({**STAGED, "out": str(out)})
+    return cfg, reproduce(cfg, progress=False)
+
+
+def test_reproduce_runs_the_configured_stages_only(staged_run: tuple[Any, list[Path]]) -> None:
+    cfg, figures = staged_run
+    names = sorted(p.name for p in figures)
+    assert names == ["hessian_ratio.png", "trajectory.png"]
+    assert all(p.stat().st_size > 0 for p in figures)
+    assert not cfg.surface_path.exists()  # no surface stage, so no surface and no report
+    assert not (Path(cfg.out) / cfg.name / "report.html").exists()
+    trajectory = read_surface(cfg.run_dir / "trajectory.h5")
+    assert trajectory.complete and trajectory.metrics["train_loss"].shape == (3, 3)
+    hessian = read_surface(cfg.run_dir / "hessian.h5")
+    assert hessian.complete and hessian.metrics["ratio"].shape == (2, 2)
+    assert hessian.attrs["iters"] == 3
+
+
+def test_cli_flags_override_the_config_section(
+    staged_run: tuple[Any, list[Path]], tmp_path: Path, write_yaml: Callable[..., Path]
+) -> None:
+    cfg, _ = staged_run
+    config = write_yaml(yaml.safe_dump({**STAGED, "out": cfg.out}))
+    runner = CliRunner()
+    # Same settings as the config: the finished file is reused, not recomputed.
+    same = runner.invoke(main, ["trajectory", str(config), "--quiet"])
+    assert same.exit_code == 0, same.output
+    assert read_surface(cfg.run_dir / "trajectory.h5").metrics["train_loss"].shape == (3, 3)
+    # A flag wins over the section; the changed grid needs --overwrite to replace the file.
+    wider = runner.invoke(main, ["trajectory", str(config), "--grid", "4", "--overwrite", "-q"])
+    assert wider.exit_code == 0, wider.output
+    assert read_surface(cfg.run_dir / "trajectory.h5").metrics["train_loss"].shape == (4, 4)
