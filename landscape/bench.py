@@ -426,6 +426,7 @@ def run_benchmark(
                         "channels_last": ev.choice.channels_last,
                         "fold_bn": ev.choice.fold_bn,
                         "folded_pairs": ev.choice.folded_pairs,
+                        "fused_convs": ev.choice.fused_convs,
                         "compile": ev.choice.compile,
                         "batch_size": ev.batch_size,
                     },

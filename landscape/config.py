@@ -130,12 +130,13 @@ class EngineConfig:
     channels_last: Any = "auto"  # auto | on | off (YAML may give true/false)
     fold_bn: Any = "auto"
     compile: Any = "auto"  # auto: on for long runs (engine.COMPILE_AUTO_IMAGES images or more)
+    fuse: Any = "auto"  # conv + residual add + ReLU in one oneDNN call (CPU, folded, channels-last)
     points_per_call: int = 1
     in_memory: Any = "auto"
     workers: int = 2
 
     def validate(self, key: str) -> None:
-        for name in ("channels_last", "fold_bn", "compile", "in_memory"):
+        for name in ("channels_last", "fold_bn", "compile", "fuse", "in_memory"):
             v = getattr(self, name)
             if isinstance(v, bool):
                 v = "on" if v else "off"

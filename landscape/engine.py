@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import operator
 import os
 import warnings
 from collections import Counter
@@ -381,12 +382,123 @@ def fold_tensors(state: Mapping[str, Tensor], pair: FoldPair, eps: float) -> tup
     return w * scale.reshape(-1, *([1] * (w.dim() - 1))), bias
 
 
+# ----------------------------------------------------------------------------- oneDNN fusion (CPU)
+
+
+def _fused_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    other: Tensor | None,
+    padding: list[int],
+    stride: list[int],
+    dilation: list[int],
+    groups: int,
+    relu: bool,
+) -> Tensor:
+    """conv2d(x) [+ other] [then ReLU] as one oneDNN call: the output is written once.
+
+    Under CPU autocast the call runs in the autocast dtype, as conv2d would. A residual that
+    does not have the output's shape (a broadcast add) takes the unfused route.
+    """
+    if torch.is_autocast_enabled("cpu"):
+        dtype = torch.get_autocast_dtype("cpu")
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+        other = None if other is None else other.to(dtype)
+    unary = "relu" if relu else "none"
+    if other is None:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, padding, stride, dilation, groups, unary, [], ""
+        )
+    h, w = (
+        (size + 2 * p - d * (k - 1) - 1) // s + 1
+        for size, p, d, k, s in zip(
+            x.shape[2:], padding, dilation, weight.shape[2:], stride, strict=True
+        )
+    )
+    if other.shape != (x.shape[0], weight.shape[0], h, w):
+        out = F.conv2d(x, weight, bias, stride, padding, dilation, groups) + other
+        return F.relu(out) if relu else out
+    return torch.ops.mkldnn._convolution_pointwise.binary(
+        x, other, weight, bias, padding, stride, dilation, groups, "add", 1.0,
+        "relu" if relu else None, [], "",
+    )  # fmt: skip
+
+
+def can_fuse_on(device: torch.device) -> bool:
+    """oneDNN's fused convolutions exist in this build, for this (CPU) device."""
+    return (
+        device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    )
+
+
+def _is_relu(node: torch.fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    if node.op == "call_function":
+        return node.target in (F.relu, torch.relu, torch.relu_)
+    return node.op == "call_module" and isinstance(modules.get(str(node.target)), nn.ReLU)
+
+
+def fuse_conv_pointwise(gm: torch.fx.GraphModule) -> int:
+    """Rewrite each float32 Conv2d of a traced network, with the residual add and the ReLU that
+    follow it alone, into one `_fused_conv` call; returns the number rewritten.
+
+    The weights are read from the conv modules at every call (get_attr), so refreshing them in
+    place per grid point still works; parameter names do not change.
+    """
+    graph, modules = gm.graph, dict(gm.named_modules())
+    count = 0
+    for node in list(graph.nodes):
+        conv = modules.get(str(node.target)) if node.op == "call_module" else None
+        if not isinstance(conv, nn.Conv2d) or len(node.args) != 1 or node.kwargs:
+            continue
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            continue
+        if conv.weight.dtype != torch.float32:
+            continue
+        chain, other = [node], None  # the nodes the fused call replaces, in order
+        users = list(node.users)
+        add = users[0] if len(users) == 1 else None
+        if (
+            add is not None
+            and add.op == "call_function"
+            and add.target in (operator.add, torch.add)
+            and len(add.args) == 2
+            and not add.kwargs
+        ):
+            a, b = add.args
+            candidate = b if a is node else a
+            if isinstance(candidate, torch.fx.Node) and candidate is not node:
+                chain, other = [node, add], candidate
+        follow = list(chain[-1].users)
+        relu = len(follow) == 1 and _is_relu(follow[0], modules)
+        if relu:
+            chain.append(follow[0])
+        with graph.inserting_before(chain[-1]):
+            weight = graph.get_attr(f"{node.target}.weight")
+            bias = graph.get_attr(f"{node.target}.bias") if conv.bias is not None else None
+            args = (node.args[0], weight, bias, other, list(conv.padding), list(conv.stride))
+            fused = graph.call_function(
+                _fused_conv, (*args, list(conv.dilation), conv.groups, relu)
+            )
+        chain[-1].replace_all_uses_with(fused)
+        for dead in reversed(chain):
+            graph.erase_node(dead)
+        count += 1
+    graph.lint()
+    gm.recompile()
+    return count
+
+
 # ----------------------------------------------------------------------------- the evaluator
 
 # engine.compile 'auto' compiles runs of at least this many evaluated examples (points x samples)
-# per device type. Measured for ResNet-56 at 32x32 (README, Speed): compiling took seconds to
-# tens of seconds and then gained 14-42 % on 2 CPU cores (1M examples: about 20 minutes there)
-# and 6-32 % on an H200 (50M examples: about 4 minutes in bf16 there).
+# per device type, unless the network is fused (CPU). Measured for ResNet-56 at 32x32 (README,
+# Speed): compiling took seconds to tens of seconds and then gained 14-42 % over the unfused
+# network on 2 CPU cores (1M examples: about 20 minutes there) and 6-32 % on an H200 (50M
+# examples: about 4 minutes in bf16 there).
 COMPILE_AUTO_IMAGES = {"cpu": 1_000_000, "cuda": 50_000_000}
 
 
@@ -399,6 +511,7 @@ class EngineChoice:
     compile: bool
     points_per_call: int
     folded_pairs: int
+    fused_convs: int = 0
 
 
 def _state(model: nn.Module) -> dict[str, Tensor]:
@@ -473,17 +586,14 @@ class PointEvaluator:
         work: the number of examples the run will evaluate (points x samples), which decides
         compile 'auto': compilation costs tens of seconds and pays only on long runs.
         """
-        channels_last = fold = compile_ = "off"
+        channels_last = fold = compile_ = fuse = "off"
         per_call = 1
         if engine is not None:
             channels_last = _on(engine.channels_last, "channels_last")
             fold = _on(engine.fold_bn, "fold_bn")
             compile_ = _on(engine.compile, "compile")
+            fuse = _on(engine.fuse, "fuse")
             per_call = int(engine.points_per_call)
-        if compile_ == "auto":
-            bar = COMPILE_AUTO_IMAGES.get(device.type)
-            compile_ = "on" if work is not None and bar is not None and work >= bar else "off"
-        do_compile = compile_ == "on"
         if channels_last == "auto":
             channels_last = "on" if _has_conv2d(self.model) else "off"
         self.channels_last = channels_last == "on"
@@ -506,6 +616,25 @@ class PointEvaluator:
                 self._runner, self._pairs = traced
                 if self.channels_last:
                     self._runner.to(memory_format=torch.channels_last)
+        # Fusion beats compilation on a CPU (measured: README, Speed), and compiling the fused
+        # network was slower still, so 'auto' takes one or the other, fusion first.
+        fused = 0
+        fusable = can_fuse_on(device) and self.channels_last and per_call == 1
+        if self._pairs and (fuse == "on" or (fuse == "auto" and compile_ != "on")):
+            if fusable:
+                assert isinstance(self._runner, torch.fx.GraphModule)
+                fused = fuse_conv_pointwise(self._runner)
+            elif fuse == "on":
+                warnings.warn(
+                    "fuse: on needs a CPU with oneDNN, channels_last and points_per_call 1; "
+                    "evaluating unfused",
+                    stacklevel=3,
+                )
+        if compile_ == "auto":
+            bar = COMPILE_AUTO_IMAGES.get(device.type)
+            long_run = work is not None and bar is not None and work >= bar
+            compile_ = "on" if long_run and not fused else "off"
+        do_compile = compile_ == "on"
         self._eps = {p.bn: _bn_eps(self.model.get_submodule(p.bn)) for p in self._pairs}
         self._folded = {f"{p.conv}.{k}" for p in self._pairs for k in ("weight", "bias")}
         runner_state = _state(self._runner) if self._pairs else {}
@@ -528,6 +657,7 @@ class PointEvaluator:
             compile=self.compiled,
             points_per_call=self.points_per_call,
             folded_pairs=len(self._pairs),
+            fused_convs=fused,
         )
 
     # ------------------------------------------------------------------ moving the weights

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 from torch.utils.data import TensorDataset
@@ -17,6 +18,7 @@ from landscape.engine import (
     EvalSet,
     PointEvaluator,
     StreamSet,
+    can_fuse_on,
     evaluate,
     make_eval_set,
     make_loss,
@@ -91,6 +93,78 @@ def test_folded_equals_unfolded(name: str) -> None:
     folded = _evaluator(model, EngineConfig(fold_bn="on", channels_last="off"))
     assert folded.choice.fold_bn and folded.choice.folded_pairs > 0
     _assert_same_results(_run(folded, data), _run(_evaluator(model, PLAIN), data), len(data))
+
+
+@pytest.mark.parametrize(
+    ("name", "fused"),
+    [
+        ("resnet20", 21),  # every conv: 9 conv-ReLU, 9 conv-add-ReLU, stem, 2 shortcuts
+        ("resnet20_noshort", 19),
+        ("vgg9", 7),
+        ("preresnet20", None),  # pre-activation: only conv1 -> bn2 folds
+        ("densenet40_bc", None),
+    ],
+)
+def test_fused_convolutions_equal_the_plain_network(name: str, fused: int | None) -> None:
+    """conv (+ residual) (+ ReLU) in one oneDNN call: the same numbers as the plain model."""
+    if not can_fuse_on(torch.device("cpu")):
+        pytest.skip("this PyTorch build has no oneDNN fused convolutions")
+    model, data = _model(name), _data()
+    ev = _evaluator(model, EngineConfig(fuse="on"))
+    if fused is not None:
+        assert ev.choice.fused_convs == fused
+    plain = _run(_evaluator(model, PLAIN), data)
+    _assert_same_results(_run(ev, data), plain, len(data))
+    # In float32 the fused calls compute exactly what conv, add and ReLU do one by one.
+    unfused = _run(_evaluator(model, EngineConfig(fuse="off")), data)
+    fused_results = _run(ev, data)
+    for a, b in zip(fused_results, unfused, strict=True):
+        assert_close(a["train_loss"], b["train_loss"], rtol=1e-6, atol=1e-7)
+
+
+def test_fusion_keeps_a_broadcast_add_unfused_and_follows_the_points() -> None:
+    """A conv plus a per-channel offset (not a residual of the output's shape) takes the plain
+    route at run time; the weights the fused calls read move with the grid point."""
+    if not can_fuse_on(torch.device("cpu")):
+        pytest.skip("this PyTorch build has no oneDNN fused convolutions")
+
+    class Offset(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(4).eval()
+            self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+            self.offset = nn.Parameter(torch.randn(1, 4, 1, 1))
+            self.head = nn.Linear(4, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = F.relu(self.bn(self.conv(x)))
+            h = F.relu(self.conv2(h) + self.offset)
+            return self.head(h.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    model, data = Offset().eval(), _data()
+    ev = _evaluator(model, EngineConfig(fuse="on"))
+    assert ev.choice.fused_convs == 2
+    _assert_same_results(_run(ev, data), _run(_evaluator(model, PLAIN), data), len(data))
+
+
+def test_fusion_stays_off_where_it_cannot_run() -> None:
+    model = _model("resnet20")
+    assert _evaluator(model, EngineConfig(points_per_call=2)).choice.fused_convs == 0
+    assert _evaluator(model, EngineConfig(channels_last="off")).choice.fused_convs == 0
+    assert _evaluator(model, EngineConfig(fuse="off")).choice.fused_convs == 0
+    with pytest.warns(UserWarning, match="fuse: on needs"):
+        _evaluator(model, EngineConfig(fuse="on", points_per_call=2))
+
+
+def test_fused_bf16_is_close_to_float32() -> None:
+    model, data = _model("resnet20"), _data(n=40)
+    exact = _run(_evaluator(model, EngineConfig(fuse="off")), data)
+    ev = _evaluator(model, EngineConfig(), precision="bf16")
+    assert ev.choice.fused_convs > 0 or not can_fuse_on(torch.device("cpu"))
+    for a, b in zip(_run(ev, data), exact, strict=True):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 0.03 * abs(b["train_loss"])
 
 
 def test_folding_finds_only_conv_then_bn() -> None:
@@ -214,26 +288,30 @@ def test_fp16_on_cpu_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "work", "compiled"),
+    ("setting", "fuse", "work", "compiled"),
     [
-        ("auto", None, False),
-        ("auto", COMPILE_AUTO_IMAGES["cpu"] - 1, False),
-        ("auto", COMPILE_AUTO_IMAGES["cpu"], True),
-        (False, COMPILE_AUTO_IMAGES["cpu"], False),
-        (True, 10, True),
-        ("tf32 and bf16 are not compile settings", 10, None),
+        ("auto", "off", None, False),
+        ("auto", "off", COMPILE_AUTO_IMAGES["cpu"] - 1, False),
+        ("auto", "off", COMPILE_AUTO_IMAGES["cpu"], True),
+        ("auto", "auto", COMPILE_AUTO_IMAGES["cpu"], False),  # fused instead: faster on a CPU
+        (False, "off", COMPILE_AUTO_IMAGES["cpu"], False),
+        (True, "auto", 10, True),  # asked for: compiled, and then not fused
+        ("tf32 and bf16 are not compile settings", "off", 10, None),
     ],
 )
-def test_compile_auto_pays_only_on_long_runs(
-    setting: object, work: int | None, compiled: object
+def test_compile_auto_pays_only_on_long_unfused_runs(
+    setting: object, fuse: str, work: int | None, compiled: object
 ) -> None:
-    engine = EngineConfig(compile=setting)
+    engine = EngineConfig(compile=setting, fuse=fuse)
     if compiled is None:
         with pytest.raises(LandscapeError, match="engine.compile must be auto, on or off"):
             _evaluator(_model("resnet20"), engine, work=work)
         return
     ev = _evaluator(_model("resnet20"), engine, work=work)  # torch.compile is lazy: cheap here
+    if fuse == "auto" and not can_fuse_on(torch.device("cpu")):
+        pytest.skip("no oneDNN fusion in this build: compile auto decides alone")
     assert ev.choice.compile is compiled
+    assert (ev.choice.fused_convs > 0) is (fuse == "auto" and not compiled)
 
 
 def test_compile_failure_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
