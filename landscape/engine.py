@@ -432,11 +432,13 @@ def _fused_conv(
 
 def can_fuse_on(device: torch.device) -> bool:
     """oneDNN's fused convolutions exist in this build, for this (CPU) device."""
-    return (
-        device.type == "cpu"
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    )
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        op = torch.ops.mkldnn._convolution_pointwise
+        return hasattr(op, "binary") and hasattr(torch, "get_autocast_dtype")
+    except (AttributeError, RuntimeError):  # a build without these oneDNN ops
+        return False
 
 
 def _is_relu(node: torch.fx.Node, modules: Mapping[str, nn.Module]) -> bool:
