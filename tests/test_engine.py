@@ -18,14 +18,13 @@ from landscape.engine import (
     EvalSet,
     PointEvaluator,
     StreamSet,
-    can_fuse_on,
     evaluate,
     make_eval_set,
     make_loss,
-    trace_fold_pairs,
 )
 from landscape.errors import LandscapeError
 from landscape.models import create_model
+from landscape.rewrite import can_fuse_on, trace_fold_pairs
 
 
 @pytest.fixture(autouse=True)
