@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,23 +30,26 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("trained")
     cfg = config_from_dict({**TINY_RAW, "out": str(out)})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return train(cfg, progress=False)
-    finally:
-        torch.set_num_threads(threads)
 
 
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """Run a test on one torch thread: on a few shared cores, extra threads only spin and wait."""
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run on one torch thread: on a few shared cores, extra threads only spin and wait."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """`one_thread` around a test."""
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

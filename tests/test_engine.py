@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,14 +24,7 @@ from landscape.errors import LandscapeError
 from landscape.models import create_model
 from landscape.rewrite import can_fuse_on, trace_fold_pairs
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads; on a busy machine idle threads only spin."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 PLAIN = EngineConfig(channels_last="off", fold_bn="off")

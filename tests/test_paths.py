@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY_RAW
 
 from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
@@ -31,19 +32,10 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 # Plane coordinates of the planted checkpoints; the last is the final weights.
 PLANTED = np.array([[3.0, 1.0], [2.0, 1.6], [1.2, 1.1], [0.5, 0.3], [0.0, 0.0]])
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# resnet20 on 64 8x8 digits, as in conftest's TINY_RAW.
-TINY: dict[str, Any] = {
-    "name": "t",
-    "device": "cpu",
-    "model": {"name": "resnet20"},
-    "data": {"name": "digits", "subset": 64, "test_subset": 32},
-    "train": {"epochs": 1, "batch_size": 32},
-    "surface": {"x": [-1, 1, 5], "y": [-1, 1, 3], "samples": 32, "batch_size": 32},
-}
 
 
 def _raw(out: Path) -> dict[str, Any]:
-    return deep_merge(copy.deepcopy(TINY), {"out": str(out)})
+    return deep_merge(copy.deepcopy(TINY_RAW), {"out": str(out)})
 
 
 def _plant(cfg: Config, coords: np.ndarray = PLANTED) -> list[torch.Tensor]:

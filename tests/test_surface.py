@@ -5,7 +5,6 @@ Also: resume after a real SIGKILL, the fingerprint check, options, and two ranks
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -14,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import one_thread
 from torch import nn
 from torch.testing import assert_close
 
@@ -71,16 +71,6 @@ def _model(cfg: Any) -> nn.Module:
     return model.eval()
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _copy_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     model.load_state_dict({k: v.clone() for k, v in state.items()})
 
@@ -94,7 +84,7 @@ def grid_surface(
         tmp_path_factory.mktemp("grid"),
         surface={**GRID, "samples": None, "splits": ["train", "test"]},
     )
-    with _one_thread():
+    with one_thread():
         return cfg, compute_surface(cfg)
 
 
@@ -396,7 +386,7 @@ def _env() -> dict[str, str]:
 
 def _reference(cfg: Any, path: Path) -> storage.SurfaceData:
     """An uninterrupted one-process run, on one thread like the subprocesses."""
-    with _one_thread():
+    with one_thread():
         return storage.read_surface(compute_surface(cfg, path=path))
 
 
