@@ -85,13 +85,15 @@ def synthetic_data(samples: int, image_size: int, seed: int) -> BenchData:
     )
 
 
-def checkpoint_data(checkpoint: str, samples: int, seed: int) -> BenchData | None:
-    """The train split a landscape checkpoint was trained on (a seeded subset), else None."""
-    from .checkpoint import load_checkpoint
+def checkpoint_data(
+    ckpt: dict[str, Any], checkpoint: str, samples: int, seed: int
+) -> BenchData | None:
+    """The train split a landscape checkpoint (ckpt, read from checkpoint) was trained on, a
+    seeded subset; None when it records no config."""
     from .config import config_from_dict
     from .data import dataset_to_tensors, eval_dataset, subset_indices
 
-    stored = load_checkpoint(checkpoint).get("config") or {}
+    stored = ckpt.get("config") or {}
     if not stored.get("data"):
         return None
     cfg = config_from_dict(stored, file=f"{checkpoint} (its stored config)")
@@ -103,22 +105,26 @@ def checkpoint_data(checkpoint: str, samples: int, seed: int) -> BenchData | Non
 
 
 def _bench_model(
-    name: str, checkpoint: str | None, models: Sequence[str], data: BenchData
+    name: str,
+    trained: tuple[dict[str, Any], str] | None,
+    models: Sequence[str],
+    data: BenchData,
 ) -> tuple[nn.Module, str]:
-    """The model, trained when the checkpoint is for it, else freshly initialized (seeded)."""
-    from .checkpoint import load_checkpoint, model_from_checkpoint
+    """The model, trained when the checkpoint (read, and its path) is for it, else freshly
+    initialized (seeded)."""
+    from .checkpoint import model_from_loaded
     from .models import create_model
 
-    if checkpoint is not None:
-        described = load_checkpoint(checkpoint).get("model_name")
+    if trained is not None:
+        ckpt, checkpoint = trained
+        described = ckpt.get("model_name")
         if described is None and len(models) > 1:
             raise LandscapeError(
                 f"checkpoint {checkpoint} does not name its model; benchmark one model with it"
             )
         if described in (None, name):
             args = {"num_classes": NUM_CLASSES, "in_channels": data.x.shape[1]}
-            model, _ = model_from_checkpoint(checkpoint, name, args)
-            return model, "trained"
+            return model_from_loaded(ckpt, checkpoint, name, args), "trained"
         if data.config is not None:  # its data fit no other model
             raise LandscapeError(
                 f"checkpoint {checkpoint} holds a {described!r}, not {name!r}: "
@@ -334,7 +340,12 @@ def run_benchmark(
         raise LandscapeError(f"grid must be two positive sizes (nx, ny), got {tuple(grid)}")
     if batch_sizes is None:
         batch_sizes = GPU_BATCH_SIZES if dev.type == "cuda" else CPU_BATCH_SIZES
-    source = checkpoint_data(trained_checkpoint, samples, seed) if trained_checkpoint else None
+    trained = None
+    if trained_checkpoint is not None:
+        from .checkpoint import load_checkpoint
+
+        trained = load_checkpoint(trained_checkpoint), trained_checkpoint
+    source = checkpoint_data(*trained, samples, seed) if trained else None
     source = source or synthetic_data(samples, image_size, seed)
     data = {"train": EvalSet(source.x.to(dev), source.y.to(dev))}
     samples = len(source.y)
@@ -346,7 +357,7 @@ def run_benchmark(
         settings += [(p, 1, True) for p in precisions]
     results = []
     for name in models:
-        model, weights = _bench_model(name, trained_checkpoint, models, source)
+        model, weights = _bench_model(name, trained, models, source)
         model.to(dev).eval()
         if weights == "random-init":
             calibrate_bn(model, data["train"].x)

@@ -114,9 +114,19 @@ def model_from_checkpoint(
     model_args: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model a checkpoint describes (or the named one, for a bare state_dict) with weights."""
+    ckpt = load_checkpoint(path)
+    return model_from_loaded(ckpt, path, model_name, model_args), ckpt
+
+
+def model_from_loaded(
+    ckpt: dict[str, Any],
+    path: str | Path,
+    model_name: str | None = None,
+    model_args: dict[str, Any] | None = None,
+) -> nn.Module:
+    """`model_from_checkpoint` for a checkpoint already read (by `load_checkpoint`) from path."""
     from .models import create_model
 
-    ckpt = load_checkpoint(path)
     stored = ckpt.get("model_name")
     if model_name is not None and stored is not None and stored != model_name:
         raise LandscapeError(
@@ -131,7 +141,7 @@ def model_from_checkpoint(
     args = dict(ckpt.get("model_args") or model_args or {})
     model = create_model(name, **args)
     load_state_into(model, ckpt["state_dict"], f"checkpoint {path}")
-    return model, ckpt
+    return model
 
 
 def file_sha256(path: str | Path) -> str:
