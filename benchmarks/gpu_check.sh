@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks a lent GPU machine runs in one call (README, Speed): `bash benchmarks/gpu_check.sh
-# [STEP...]` with steps machine, tests, bench, compile, surface, trained, modes (default: all but
-# modes). Logs and JSON lines go under $OUT. Uses the machine's own python3 and packages; the
+# [STEP...]` with steps machine, tests, bench, layout, compile, surface, trained, modes (default:
+# all but modes). Logs and JSON lines go under $OUT. Uses the machine's own python3 and packages; the
 # project is put on PYTHONPATH, not installed.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
@@ -26,6 +26,11 @@ bench_all() {
         --precisions float32,tf32,bf16,fp16 --points-per-call 1,4 --json-out "$OUT/bench.jsonl" \
         | grep -v '^{'
 }
+layout() {
+    step "bench: exact float32 resnet56 in NHWC (auto is NCHW on a GPU), batch = raw's best"
+    timeout 90 $BENCH --models resnet56 --samples 20000 --precisions float32 --channels-last on \
+        --no-baseline --json-out "$OUT/bench_layout.jsonl" | grep -v '^{'
+}
 compiled() {
     step "bench: torch.compile, resnet56"
     timeout 150 $BENCH --models resnet56 --samples 20000 --precisions float32,tf32,bf16 --compile \
@@ -34,7 +39,7 @@ compiled() {
 surface() {
     step "end to end: resnet56, 3x3 grid on 50,000 images"
     timeout 150 python3 benchmarks/surface_timing.py --model resnet56 --samples 50000 --grid 3 \
-        --precisions float32,tf32,bf16 --batch-size 4000 --compile --device cuda \
+        --precisions float32,tf32,bf16 --compile --device cuda \
         --json-out "$OUT/surface.jsonl" | grep -v '^{'
 }
 trained() {
@@ -51,7 +56,7 @@ modes() {
     timeout 150 python3 benchmarks/compile_modes.py | tee "$OUT/modes.log"
 }
 
-steps=${*:-machine tests bench compiled surface trained}
+steps=${*:-machine tests bench layout compiled surface trained}
 for s in $steps; do
     case $s in
         bench) bench_all ;;

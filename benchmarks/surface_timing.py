@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50000)
     parser.add_argument("--grid", type=int, default=3, help="points per axis")
     parser.add_argument("--precisions", default="float32,bf16")
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the device's")
     parser.add_argument("--compile", action="store_true", help="engine.compile: torch.compile")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json-out", default=None)
@@ -44,6 +44,7 @@ def main() -> None:
     model = model.to(device).eval()
     x, y = x.to(device), y.to(device)
     points = args.grid * args.grid
+    batch = landscape.engine.resolve_batch_size(args.batch_size, device)
     # Warm-up (cuDNN kernel choice) on one point, not timed.
     landscape.loss_surface(model, (x[:2000], y[:2000]), x=(0, 0, 1), y=None, device=device)
     for precision in args.precisions.split(","):
@@ -58,7 +59,7 @@ def main() -> None:
                 x=(-1, 1, args.grid),
                 y=(-1, 1, args.grid),
                 precision=precision,
-                batch_size=args.batch_size,
+                batch_size=batch,
                 device=device,
                 engine=EngineConfig(compile=args.compile),
                 path=Path(tmp) / "s.h5",
@@ -71,7 +72,7 @@ def main() -> None:
             "torch": torch.__version__,
             "precision": precision,
             "grid": args.grid,
-            "batch_size": args.batch_size,
+            "batch_size": batch,
             "compile": args.compile,
             "samples": args.samples,
             "seconds": seconds,
@@ -84,7 +85,7 @@ def main() -> None:
         }
         print(
             f"{args.model} {precision}{' compiled' if args.compile else ''}, batch "
-            f"{args.batch_size}: {points} points x {args.samples} images in "
+            f"{batch}: {points} points x {args.samples} images in "
             f"{seconds:.1f} s = {rate:,.0f} img/s; 51x51 on 50k projected "
             f"{result['projected_minutes_51x51_50k']:.1f} min"
         )

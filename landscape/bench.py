@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .config import EngineConfig, SurfaceConfig
+from .config import EngineConfig
 from .directions import Direction, random_directions, target_tensors
 from .engine import EvalSet, PointEvaluator, autocast_context, resolve_device
 from .errors import LandscapeError
@@ -318,6 +318,7 @@ def run_benchmark(
     points_per_call: Sequence[int] = (1,),
     compile_too: bool = False,
     batch_size: int | None = None,
+    channels_last: str = "auto",
     baseline_workers: int = 2,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
@@ -325,7 +326,8 @@ def run_benchmark(
     float32 at each larger points_per_call, then (compile_too) each precision compiled.
 
     batch_sizes are the raw forward's candidates (None: a CPU or GPU default); batch_size is
-    landscape's (None: the surface default on a CPU, the raw forward's best on a GPU). With a
+    landscape's (None: the surface default on a CPU, the raw forward's best on a GPU), and
+    channels_last its engine.channels_last. With a
     landscape checkpoint that records its config, the data are its training set (realistic
     precision errors); otherwise seeded random CIFAR-shaped images.
 
@@ -370,16 +372,16 @@ def run_benchmark(
         say(f"{name}: choosing the raw forward's batch size and memory format")
         raw = best_raw_forward(model, data["train"].x, batch_sizes)
         chunk = max(k for _, k, _ in settings)
-        if batch_size is None:
-            batch_size = raw.batch_size if dev.type == "cuda" else SurfaceConfig().batch_size
         evaluators = {
             s: PointEvaluator(
                 model,
                 targets,
                 dirs,
-                batch_size=batch_size,
+                batch_size=batch_size or (raw.batch_size if dev.type == "cuda" else None),
                 precision=s[0],
-                engine=EngineConfig(points_per_call=s[1], compile=s[2]),
+                engine=EngineConfig(
+                    channels_last=channels_last, points_per_call=s[1], compile=s[2]
+                ),
             )
             for s in settings
         }

@@ -535,9 +535,15 @@ def report(
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=1000,
+    default=None,
+    help="landscape's evaluation batch size [CPU: 1000; GPU: the raw forward's best].",
+)
+@click.option(
+    "--channels-last",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
     show_default=True,
-    help="landscape's evaluation batch size.",
+    help="landscape's memory format (engine.channels_last).",
 )
 @click.option(
     "--raw-batch-sizes",
@@ -577,6 +583,7 @@ def bench(
     points_per_call: str,
     compile_too: bool,
     batch_size: int | None,
+    channels_last: str,
     raw_batch_sizes: str | None,
     device: str,
     quiet: bool,
@@ -611,6 +618,7 @@ def bench(
         points_per_call=_int_list(points_per_call, "--points-per-call"),
         compile_too=compile_too,
         batch_size=batch_size,
+        channels_last=channels_last,
         batch_sizes=_int_list(raw_batch_sizes, "--raw-batch-sizes") if raw_batch_sizes else None,
         device=device,
         baseline=not no_baseline,

@@ -158,7 +158,7 @@ class SurfaceConfig:
     splits: list[str] = field(default_factory=lambda: ["train"])
     loss: str = "crossentropy"
     samples: int | None = None
-    batch_size: int = 1000
+    batch_size: Any = "auto"  # examples per forward call; auto: 1,000 on a CPU, 4,000 on a GPU
     bn: str = "eval"
     bn_samples: int = 1000
     precision: str = "float32"
@@ -196,8 +196,17 @@ class SurfaceConfig:
         _choice(self.loss, LOSSES, f"{key}.loss")
         _choice(self.bn, ("eval", "recompute"), f"{key}.bn")
         _choice(self.precision, PRECISIONS, f"{key}.precision")
+        if self.batch_size != "auto" and (
+            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+        ):
+            raise ConfigError(
+                f"must be a positive integer or auto, got {self.batch_size!r}",
+                key=f"{key}.batch_size",
+            )
         for name in ("samples", "batch_size", "bn_samples", "repeats"):
             v = getattr(self, name)
+            if v == "auto":
+                continue
             if v is not None and v <= 0:
                 raise ConfigError(f"must be a positive integer, got {v}", key=f"{key}.{name}")
         if self.directions.kind == "line" and self.y is not None:

@@ -54,6 +54,10 @@ from .train import load_trained
 HESSIAN_FILE = "hessian.h5"
 CURVATURE_METRICS = ("lambda_max", "lambda_min", "ratio")
 CENTER_KEYS = ("lambda_max", "lambda_min", "ratio", "trace", "trace_stderr")
+# Examples per Hessian-vector product when surface.batch_size is auto: a product keeps the
+# activations of two backward passes, so the surface's GPU batch (4,000) would not fit where the
+# forward alone does.
+HVP_BATCH_SIZE = 1000
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Log = Callable[[str], None]
@@ -181,7 +185,7 @@ def compute_hessian_map(
         "ignore": ignore,
         "iters": opts.iters,
         "seed": seed,
-        "batch_size": scfg.batch_size,
+        "batch_size": HVP_BATCH_SIZE if scfg.batch_size == "auto" else scfg.batch_size,
     }
 
     trained = {k: t.detach().clone() for k, t in model.state_dict().items()}

@@ -9,11 +9,12 @@ batch by batch from a Dataset (`StreamSet`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +37,27 @@ if TYPE_CHECKING:
     from .config import EngineConfig
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+_R = TypeVar("_R")
 
 # Share of free host (or GPU) memory that evaluation tensors may take before they are streamed.
 MEMORY_SHARE = 0.25
+
+# Examples per forward call when the batch size is left to 'auto'. A CPU cuts every batch into
+# cache-sized chunks (_chunks), so there the size only sets how often Python loops. A GPU runs a
+# batch whole and needs thousands of images to be busy: on an H200 the raw forward of ResNet-20
+# and ResNet-56 ran fastest at 4,000 of the candidates 500-4,000, and landscape's exact float32
+# ResNet-56 ran 22,400 img/s at 1,000 against 51,100 at 4,000. A batch that does not fit in GPU
+# memory is halved until it does (PointEvaluator).
+AUTO_BATCH_SIZE = {"cpu": 1000, "cuda": 4000}
+
+
+def resolve_batch_size(batch_size: int | str | None, device: torch.device) -> int:
+    """A batch size as a number: 'auto' (or None) is AUTO_BATCH_SIZE of the device's type."""
+    if batch_size is None or batch_size == "auto":
+        return AUTO_BATCH_SIZE.get(device.type, AUTO_BATCH_SIZE["cpu"])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise LandscapeError(f"batch_size must be a positive integer or 'auto', not {batch_size!r}")
+    return batch_size
 
 
 def make_loss(name: str) -> LossFn:
@@ -146,11 +165,13 @@ class StreamSet:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def batches(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches on the device; the size is the loader's own (batch_size is ignored)."""
+        """The loader's batches on the device, cut to at most batch_size examples when given."""
         for xb, yb in self.loader:
             x = torch.as_tensor(xb).to(self.device, torch.float32, non_blocking=True)
             y = torch.as_tensor(yb).to(self.device, torch.int64, non_blocking=True)
-            yield x, y
+            step = batch_size or len(y)
+            for start in range(0, len(y), step):
+                yield x[start : start + step], y[start : start + step]
 
 
 EvalData = EvalSet | StreamSet
@@ -181,7 +202,7 @@ def make_eval_set(
     seed: int = 0,
     device: str | torch.device = "cpu",
     in_memory: str = "auto",
-    batch_size: int = 1000,
+    batch_size: int | str | None = None,
     workers: int = 2,
     max_bytes: int | None = None,
 ) -> EvalData:
@@ -193,6 +214,7 @@ def make_eval_set(
     if in_memory not in ("auto", "on", "off"):
         raise LandscapeError(f"in_memory must be auto, on or off, not {in_memory!r}")
     dev = torch.device(device)
+    batch = resolve_batch_size(batch_size, dev)
     total = len(dataset)  # type: ignore[arg-type]
     if n is not None:
         n = min(n, total)
@@ -203,11 +225,11 @@ def make_eval_set(
     if in_memory == "on":
         from .data import dataset_to_tensors
 
-        x, y = dataset_to_tensors(dataset, n=n, seed=seed, batch_size=batch_size)
+        x, y = dataset_to_tensors(dataset, n=n, seed=seed, batch_size=batch)
         return EvalSet(x.to(dev), y.to(dev))
     idx = subset_indices(total, n, seed)
     subset = dataset if n is None else Subset(dataset, idx.tolist())
-    return StreamSet(subset, batch_size=batch_size, workers=workers, device=dev)
+    return StreamSet(subset, batch_size=batch, workers=workers, device=dev)
 
 
 def _example_bytes(dataset: Dataset) -> int:
@@ -292,17 +314,19 @@ def evaluate(
     model: nn.Module,
     data: EvalData,
     loss_fn: LossFn,
-    batch_size: int = 1000,
+    batch_size: int | str | None = None,
     precision: str = "float32",
     *,
     channels_last: bool = False,
 ) -> tuple[float, float]:
     """Mean loss and accuracy (percent) of the model as it is, accumulated in float64.
 
-    channels_last feeds images in NHWC layout, which the CPU and GPU convolutions run faster.
+    batch_size None or 'auto' is the device's default (AUTO_BATCH_SIZE). channels_last feeds
+    images in NHWC layout.
     """
+    size = resolve_batch_size(batch_size, data.device)
     [result] = _accumulate(
-        lambda x: model(x).unsqueeze(0), data, loss_fn, batch_size, precision, channels_last, 1
+        lambda x: model(x).unsqueeze(0), data, loss_fn, size, precision, channels_last, 1
     )
     return result
 
@@ -340,6 +364,20 @@ def _has_conv2d(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+def auto_channels_last(model: nn.Module, device: torch.device, precision: str) -> bool:
+    """Whether engine.channels_last 'auto' feeds NHWC images: for networks with 2D convolutions,
+    except in exact float32 on a GPU.
+
+    NHWC is the layout of the CPU's oneDNN kernels (and of the fusion) and of the GPU's tensor-core
+    kernels (TF32, bf16, fp16). Without tensor cores cuDNN's NCHW kernels were the faster ones: on
+    an H200 the raw forward's best layout in exact float32 was NCHW (ResNet-56, 63,900 img/s), and
+    with PyTorch's default TF32 it was NHWC (135,500 img/s).
+    """
+    if not _has_conv2d(model):
+        return False
+    return not (device.type == "cuda" and precision == "float32")
+
+
 def _on(value: object, key: str) -> str:
     """A YAML boolean or 'auto'/'on'/'off' as one of the three words."""
     if isinstance(value, bool):
@@ -364,7 +402,7 @@ class PointEvaluator:
         directions: Sequence[Direction],
         *,
         loss: str = "crossentropy",
-        batch_size: int = 1000,
+        batch_size: int | str | None = None,
         precision: str = "float32",
         bn_data: Tensor | None = None,
         bn_batch_size: int = 500,
@@ -376,7 +414,6 @@ class PointEvaluator:
         self.base = {k: t.detach().clone() for k, t in self.targets.items()}
         self.directions = [{k: d[k].to(self.base[k]) for k in self.targets} for d in directions]
         self.loss_fn = make_loss(loss)
-        self.batch_size = batch_size
         self.precision = precision
         self.bn_data = bn_data
         self.bn_batch_size = bn_batch_size
@@ -384,6 +421,7 @@ class PointEvaluator:
         self._live = _state(model)
         device = next(iter(self._live.values())).device if self._live else torch.device("cpu")
         check_precision(device, precision)
+        self.batch_size = resolve_batch_size(batch_size, device)
         self._setup_engine(engine, device, work)
 
     # ------------------------------------------------------------------ engine set-up
@@ -405,8 +443,9 @@ class PointEvaluator:
             fuse = _on(engine.fuse, "fuse")
             per_call = int(engine.points_per_call)
         if channels_last == "auto":
-            channels_last = "on" if _has_conv2d(self.model) else "off"
-        self.channels_last = channels_last == "on"
+            self.channels_last = auto_channels_last(self.model, device, self.precision)
+        else:
+            self.channels_last = channels_last == "on"
 
         self._pairs: list[FoldPair] = []
         self._runner: nn.Module = self.model
@@ -521,14 +560,36 @@ class PointEvaluator:
             self._runner_state[f"{p.conv}.weight"].copy_(w)
             self._runner_state[f"{p.conv}.bias"].copy_(b)
 
+    def _fitting(self, measure: Callable[[int], _R]) -> _R:
+        """measure(batch_size), the batch halved for good while the GPU runs out of memory."""
+        while True:
+            try:
+                return measure(self.batch_size)
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+            # Out of the except block, the failed batch's tensors are free.
+            self.batch_size = max(1, self.batch_size // 2)
+            torch.cuda.empty_cache()
+            warnings.warn(
+                f"out of GPU memory: evaluating in batches of {self.batch_size} "
+                "(surface.batch_size sets the size)",
+                stacklevel=4,
+            )
+
     def _run(self, ds: EvalData) -> tuple[float, float]:
         def forward(x: Tensor) -> Tensor:
             return self._forward(x).unsqueeze(0)
 
-        try:
-            [result] = _accumulate(
-                forward, ds, self.loss_fn, self.batch_size, self.precision, self.channels_last, 1
+        def measure(batch_size: int) -> list[tuple[float, float]]:
+            return _accumulate(
+                forward, ds, self.loss_fn, batch_size, self.precision, self.channels_last, 1
             )
+
+        try:
+            [result] = self._fitting(measure)
+        except torch.cuda.OutOfMemoryError:
+            raise
         except Exception as exc:
             if not self.compiled:
                 raise
@@ -558,14 +619,16 @@ class PointEvaluator:
             forward = self._vmapped_forward(group)
             per_point: list[dict[str, float]] = [{} for _ in group]
             for split, ds in data.items():
-                measured = _accumulate(
-                    forward,
-                    ds,
-                    self.loss_fn,
-                    self.batch_size,
-                    self.precision,
-                    self.channels_last,
-                    len(group),
+                measured = self._fitting(
+                    functools.partial(
+                        _accumulate,
+                        forward,
+                        ds,
+                        self.loss_fn,
+                        precision=self.precision,
+                        channels_last=self.channels_last,
+                        points=len(group),
+                    )
                 )
                 for r, (loss, acc) in zip(per_point, measured, strict=True):
                     r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc

@@ -29,7 +29,14 @@ from .directions import (
     random_directions,
     target_tensors,
 )
-from .engine import EvalData, PointEvaluator, autocast_context, make_loss, resolve_device
+from .engine import (
+    EvalData,
+    PointEvaluator,
+    autocast_context,
+    make_loss,
+    resolve_batch_size,
+    resolve_device,
+)
 from .errors import LandscapeError
 from .train import load_trained
 
@@ -114,7 +121,7 @@ class SurfaceJob:
     loss: str | MetricFn = "crossentropy"
     extra: Mapping[str, MetricFn] = field(default_factory=dict)
     accuracy: bool = True
-    batch_size: int = 1000
+    batch_size: int | str | None = None  # None or 'auto': the device's default
     precision: str = "float32"
     bn_data: Tensor | Callable[[], Tensor | None] | None = None
     engine: EngineConfig | None = None
@@ -296,7 +303,7 @@ def _measure_split(model: nn.Module, ds: EvalData, job: SurfaceJob) -> dict[str,
     correct = torch.zeros((), dtype=torch.int64, device=ds.device)
     n = 0
     with torch.inference_mode(), autocast_context(ds.device, job.precision):
-        for xb, yb in ds.batches(job.batch_size):
+        for xb, yb in ds.batches(resolve_batch_size(job.batch_size, ds.device)):
             out = model(xb)
             for name, fn in fns.items():
                 sums[name] += _scalar(name, fn(out, yb)) * len(yb)

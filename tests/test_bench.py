@@ -58,3 +58,19 @@ def test_benchmark_reports_every_figure() -> None:
 def test_projection_is_points_times_images_over_rate() -> None:
     assert projected_minutes(1000.0) == pytest.approx(2601 * 50000 / 1000 / 60)
     assert projected_minutes(600.0, points=6, samples=100) == pytest.approx(1 / 60)
+
+
+def test_bench_command_passes_the_memory_format_and_keeps_the_cpu_batch_default() -> None:
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    args = "bench --models resnet20 --image-size 8 --samples 16 --grid 1x1 --precisions float32"
+    args += " --raw-batch-sizes 8,16 --no-baseline --device cpu --quiet"
+    for memory_format, nhwc in (("off", False), ("auto", True)):
+        result = CliRunner().invoke(main, [*args.split(), "--channels-last", memory_format])
+        assert result.exit_code == 0, result.output
+        [line] = [json.loads(x) for x in result.output.splitlines() if x.startswith("{")]
+        assert line["engine"]["channels_last"] is nhwc
+        assert line["engine"]["batch_size"] == 1000  # the surface's CPU default
+        assert line["vs_raw"] > 0 and line["loss_max_abs_err"] == 0.0

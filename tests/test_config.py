@@ -96,6 +96,12 @@ BAD = {
         "surface.directions.norm",
         ["'filtr'", "did you mean filter"],
     ),
+    "batch_size_word": (
+        "surface: {batch_size: big}\n",
+        "surface.batch_size",
+        ["positive integer or auto", "'big'"],
+    ),
+    "zero_batch_size": ("surface: {batch_size: 0}\n", "surface.batch_size", ["positive", "0"]),
     "bad_device": ("device: gpu\n", "device", ["'gpu'", "auto, cpu, cuda"]),
     "section_not_mapping": ("train: 3\n", "train", ["expected a mapping"]),
     "list_not_list": ("surface: {splits: train}\n", "surface.splits", ["expected a list"]),
@@ -158,6 +164,11 @@ def test_empty_file_gives_the_defaults_named_after_the_file(
     cfg = load_config(write_yaml("", name="my_exp.yaml"))
     assert cfg.name == "my_exp"
     assert cfg.train == Config().train
+
+
+def test_batch_size_is_auto_unless_given(write_yaml: Callable[..., Path]) -> None:
+    assert load_config(write_yaml("")).surface.batch_size == "auto"
+    assert load_config(write_yaml("surface: {batch_size: 256}\n")).surface.batch_size == 256
 
 
 def test_float_in_exponent_notation(write_yaml: Callable[..., Path]) -> None:

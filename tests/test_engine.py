@@ -12,13 +12,16 @@ from torch.utils.data import TensorDataset
 from landscape.config import EngineConfig
 from landscape.directions import random_directions, target_tensors
 from landscape.engine import (
+    AUTO_BATCH_SIZE,
     COMPILE_AUTO_IMAGES,
     EvalSet,
     PointEvaluator,
     StreamSet,
+    auto_channels_last,
     evaluate,
     make_eval_set,
     make_loss,
+    resolve_batch_size,
 )
 from landscape.errors import LandscapeError
 from landscape.models import create_model
@@ -407,3 +410,102 @@ def test_plain_evaluate_matches_a_hand_computed_loss(monkeypatch: pytest.MonkeyP
         out = model(data.x)
     assert_close(loss, nn.functional.cross_entropy(out, data.y).item(), rtol=1e-5, atol=1e-6)
     assert acc == pytest.approx(100.0 * (out.argmax(1) == data.y).float().mean().item())
+
+
+# ----------------------------------------------------------------------------- per-device defaults
+
+
+def test_batch_size_auto_is_the_devices_default() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_batch_size("auto", cpu) == resolve_batch_size(None, cpu) == 1000
+    assert resolve_batch_size("auto", cuda) == AUTO_BATCH_SIZE["cuda"] > AUTO_BATCH_SIZE["cpu"]
+    assert resolve_batch_size(64, cuda) == 64
+    for bad in (0, -5, True, "big", 2.5):
+        with pytest.raises(LandscapeError, match="batch_size must be a positive integer"):
+            resolve_batch_size(bad, cpu)  # type: ignore[arg-type]
+    ev = _evaluator(_model("resnet20"), None)
+    assert ev.batch_size == 10
+    assert PointEvaluator(ev.model, ev.targets, ev.directions).batch_size == 1000
+
+
+def test_channels_last_auto_skips_exact_float32_on_a_gpu() -> None:
+    conv, mlp = _model("resnet20"), nn.Sequential(nn.Linear(4, 3))
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert auto_channels_last(conv, cpu, "float32") and auto_channels_last(conv, cpu, "bf16")
+    assert not auto_channels_last(conv, cuda, "float32")  # cuDNN's NCHW kernels, no tensor cores
+    assert all(auto_channels_last(conv, cuda, p) for p in ("tf32", "bf16", "fp16"))
+    assert not auto_channels_last(mlp, cpu, "float32")
+    assert _evaluator(conv, EngineConfig()).choice.channels_last  # on this CPU: NHWC
+
+
+def _oom_above(limit: int, sizes: list[int], forward):
+    """forward, raising CUDA's out-of-memory error for batches above `limit`."""
+
+    def failing(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
+        if len(x) > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(x)
+
+    return failing
+
+
+def _failing_above(ev: PointEvaluator, limit: int, sizes: list[int]) -> None:
+    """Make ev's forward, one point or several per call, fail for batches above `limit`."""
+    ev._forward = _oom_above(limit, sizes, ev._forward)
+    vmapped = ev._vmapped_forward
+    ev._vmapped_forward = lambda group: _oom_above(limit, sizes, vmapped(group))
+
+
+def _halvings(caught: pytest.WarningsRecorder) -> list[int]:
+    """The batch sizes the engine fell back to, from its warnings."""
+    return [int(str(w.message).split("batches of ")[1].split()[0]) for w in caught]
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_halved() -> None:
+    """The point restarts in halves until a batch fits, and the results are those of the plain
+    model; the smaller size is kept for the points after it."""
+    model, data = _model("resnet20"), _data(n=24)
+    ev = _evaluator(model, EngineConfig())
+    ev.batch_size = 24
+    sizes: list[int] = []
+    _failing_above(ev, 7, sizes)
+    with pytest.warns(UserWarning, match="out of GPU memory") as caught:
+        results = _run(ev, data)
+    assert _halvings(caught) == [12, 6] and ev.batch_size == 6
+    assert sizes[:3] == [24, 12, 6] and set(sizes[3:]) == {6}
+    _assert_same_results(results, _run(_evaluator(model, PLAIN), data), len(data))
+
+
+def test_out_of_memory_at_batch_one_is_raised_and_never_taken_for_a_compile_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch, "compile", lambda module, **_: module)
+    model, data = _model("resnet20"), _data(n=4)
+    ev = _evaluator(model, EngineConfig(compile=True))
+    ev.batch_size = 2
+    _failing_above(ev, 0, [])
+    with (
+        pytest.warns(UserWarning, match="batches of 1"),
+        pytest.raises(torch.cuda.OutOfMemoryError),
+    ):
+        _run(ev, data)
+    assert ev.compiled  # not mistaken for a torch.compile failure
+
+
+def test_evaluate_many_halves_a_batch_too() -> None:
+    model, data = _model("resnet20"), _data(n=20)
+    ev = _evaluator(model, EngineConfig(points_per_call=2))
+    ev.batch_size = 20
+    sizes: list[int] = []
+    _failing_above(ev, 5, sizes)
+    with pytest.warns(UserWarning, match="out of GPU memory") as caught, ev.session():
+        many = ev.evaluate_many(POINTS, {"train": data})
+    assert _halvings(caught) == [10, 5] and ev.batch_size == 5 and sizes[:3] == [20, 10, 5]
+    _assert_same_results(many, _run(_evaluator(model, PLAIN), data), len(data))
+
+
+def test_stream_set_cuts_the_loaders_batches_to_the_batch_size() -> None:
+    stream = make_eval_set(_dataset(), n=20, seed=3, in_memory="off", batch_size=7, workers=0)
+    assert [len(y) for _, y in stream.batches()] == [7, 7, 6]
+    assert [len(y) for _, y in stream.batches(3)] == [3, 3, 1, 3, 3, 1, 3, 3]

@@ -20,6 +20,8 @@ import landscape
 from landscape.bench import calibrate_bn, run_benchmark
 from landscape.cli import main
 from landscape.config import EngineConfig
+from landscape.directions import random_directions, target_tensors
+from landscape.engine import AUTO_BATCH_SIZE, PointEvaluator
 from landscape.models import create_model
 
 pytestmark = [
@@ -89,8 +91,9 @@ def test_reduced_precisions_stay_close_and_are_recorded(
         EngineConfig(points_per_call=4),
         EngineConfig(fold_bn="off", channels_last="off"),
         EngineConfig(in_memory="off", workers=2),
+        EngineConfig(channels_last="on"),
     ],
-    ids=["vmap", "plain", "streamed"],
+    ids=["vmap", "plain", "streamed", "nhwc"],
 )
 def test_engine_paths_agree_on_the_gpu(engine: EngineConfig) -> None:
     model, (x, y) = _net_and_data("cuda")
@@ -103,6 +106,16 @@ def test_engine_paths_agree_on_the_gpu(engine: EngineConfig) -> None:
         other.metrics["train_loss"], default.metrics["train_loss"], rtol=2e-5
     )
     np.testing.assert_array_equal(other.metrics["train_acc"], default.metrics["train_acc"])
+
+
+def test_gpu_defaults_are_large_batches_and_nchw_in_exact_float32() -> None:
+    model, _ = _net_and_data("cuda")
+    targets = target_tensors(model, "weights")
+    dirs = random_directions(targets, 2, seed=0)
+    f32 = PointEvaluator(model, targets, dirs, engine=EngineConfig())
+    bf16 = PointEvaluator(model, targets, dirs, precision="bf16", engine=EngineConfig())
+    assert f32.batch_size == bf16.batch_size == AUTO_BATCH_SIZE["cuda"]
+    assert not f32.choice.channels_last and bf16.choice.channels_last
 
 
 def test_train_surface_and_plot_from_the_cli_on_the_gpu(
