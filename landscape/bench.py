@@ -19,7 +19,7 @@ import copy
 import json
 import resource
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +32,13 @@ from .config import EngineConfig
 from .directions import Direction, random_directions, target_tensors
 from .engine import EvalSet, PointEvaluator, autocast_context, resolve_device
 from .errors import LandscapeError
+from .surface import Log
 
 # CIFAR-10's channel statistics, as the research scripts normalize with them.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 NUM_CLASSES = 10
 BASELINE_BATCH = 128
-
-Progress = Callable[[str], None]
 
 
 def projected_minutes(throughput: float, points: int = 2601, samples: int = 50000) -> float:
@@ -313,7 +312,7 @@ def run_benchmark(
     device: str = "auto",
     baseline: bool = True,
     trained_checkpoint: str | None = None,
-    progress: Progress | None = None,
+    progress: Log | None = None,
     *,
     points_per_call: Sequence[int] = (1,),
     compile_too: bool = False,

@@ -39,6 +39,7 @@ from .config import Config, HessianConfig
 from .directions import Direction, target_tensors
 from .engine import (
     EvalSet,
+    LossFn,
     PointEvaluator,
     evaluate,
     make_eval_set,
@@ -48,7 +49,7 @@ from .engine import (
 from .errors import LandscapeError
 from .hessian import hessian_extremes, hutchinson_trace
 from .stats import HESSIAN_RATIO
-from .surface import bn_tensors
+from .surface import Log, ProgressFactory, bn_tensors
 from .train import load_trained
 
 HESSIAN_FILE = "hessian.h5"
@@ -58,10 +59,6 @@ CENTER_KEYS = ("lambda_max", "lambda_min", "ratio", "trace", "trace_stderr")
 # activations of two backward passes, so the surface's GPU batch (4,000) would not fit where the
 # forward alone does.
 HVP_BATCH_SIZE = 1000
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
-Log = Callable[[str], None]
-ProgressFactory = Callable[[int, int], Any]
 
 
 # How the curvature map is sampled and estimated: a config's `hessian` section.

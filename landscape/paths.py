@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,15 @@ from .config import Config, TrajectoryConfig
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
 from .errors import LandscapeError
-from .surface import SurfaceJob, bn_tensors, eval_sets, evaluation_attrs, run_job
+from .surface import (
+    Log,
+    ProgressFactory,
+    SurfaceJob,
+    bn_tensors,
+    eval_sets,
+    evaluation_attrs,
+    run_job,
+)
 from .train import load_trained
 from .trajectory import path_residual, pca_directions, plot_range, project_path
 
@@ -53,9 +61,6 @@ PATH_EXTRAS = (
 # Surface settings that change the trajectory file's values.
 _SURFACE_KEYS = ("splits", "loss", "samples", "bn", "bn_samples", "precision")
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
-
-ProgressFactory = Callable[[int, int], Any]
-Log = Callable[[str], None]
 
 
 # How the plane is chosen and sampled: a config's `trajectory` section.

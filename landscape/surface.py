@@ -56,7 +56,10 @@ FINGERPRINT_KEYS = (
 MetricFn = Callable[[Tensor, Tensor], Any]
 # One draw of directions: the origin weights and the directions from it.
 Draw = tuple[dict[str, Tensor], list[Direction]]
+# (total, initial) -> a progress bar with update(n) and close(); the CLI passes tqdm's.
 ProgressFactory = Callable[[int, int], Any]
+# Takes one line of news for the user (the CLI echoes it; the library never prints).
+Log = Callable[[str], None]
 
 
 def axis_coords(spec: Sequence[float]) -> np.ndarray:
