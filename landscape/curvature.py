@@ -44,6 +44,7 @@ from .engine import (
     evaluate,
     make_eval_set,
     make_loss,
+    mean_loss,
     resolve_device,
 )
 from .errors import LandscapeError
@@ -63,29 +64,6 @@ HVP_BATCH_SIZE = 1000
 
 # How the curvature map is sampled and estimated: a config's `hessian` section.
 HessianOptions = HessianConfig
-
-
-def mean_loss(name: str) -> LossFn:
-    """The named loss ('crossentropy' or 'mse') as a batch mean, as the Hessian code expects."""
-    summed = make_loss(name)
-    return lambda out, y: summed(out, y) / len(y)
-
-
-def curvature_at(
-    model: nn.Module,
-    loss_fn: LossFn,
-    x: Tensor,
-    y: Tensor,
-    *,
-    ignore: str = "biasbn",
-    iters: int = 20,
-    seed: int = 0,
-    batch_size: int = 512,
-) -> dict[str, float]:
-    """``lambda_max``, ``lambda_min``, ``ratio`` of the Hessian of the mean loss at the model."""
-    return hessian_extremes(
-        model, loss_fn, x, y, ignore=ignore, iters=iters, seed=seed, batch_size=batch_size
-    )
 
 
 def iter_curvature(
@@ -116,7 +94,7 @@ def iter_curvature(
             ev.move_to(coords)
             if bn_data is not None:
                 ev.recompute_bn()
-            yield curvature_at(
+            yield hessian_extremes(
                 model, loss_fn, x, y, ignore=ignore, iters=iters, seed=seed, batch_size=batch_size
             )
 
@@ -246,7 +224,7 @@ def compute_hessian_map(
             ev.move_to(_coords(xs, ys, index))
             if bn_data is not None:
                 ev.recompute_bn()
-            out = curvature_at(model, loss_fn, data.x, data.y, **est)
+            out = hessian_extremes(model, loss_fn, data.x, data.y, **est)
             loss, acc = evaluate(model, data, plain, scfg.batch_size)
             return {**out, f"{split}_loss": loss, f"{split}_acc": acc}
 
@@ -360,7 +338,7 @@ def _center(
     """Extremes and trace at the trained weights (on a copy, so the grid's origin stays put)."""
     at = copy.deepcopy(model)
     at.load_state_dict(trained)
-    out = curvature_at(at, loss_fn, data.x, data.y, **est)
+    out = hessian_extremes(at, loss_fn, data.x, data.y, **est)
     trace, err = hutchinson_trace(
         at,
         loss_fn,

@@ -46,8 +46,8 @@ MEMORY_SHARE = 0.25
 # cache-sized chunks (_chunks), so there the size only sets how often Python loops. A GPU runs a
 # batch whole and needs thousands of images to be busy: on an H200 the raw forward of ResNet-20
 # and ResNet-56 ran fastest at 4,000 of the candidates 500-4,000, and landscape's exact float32
-# ResNet-56 ran 22,400 img/s at 1,000 against 51,100 at 4,000. A batch that does not fit in GPU
-# memory is halved until it does (PointEvaluator).
+# ResNet-56 ran 51,100 img/s at 4,000 (22,400 and 48,800 at 1,000 on two other H200s). A batch
+# that does not fit in GPU memory is halved until it does (PointEvaluator).
 AUTO_BATCH_SIZE = {"cpu": 1000, "cuda": 4000}
 
 
@@ -73,6 +73,12 @@ def make_loss(name: str) -> LossFn:
 
         return mse
     raise ValueError(f"unknown loss {name!r}")
+
+
+def mean_loss(name: str) -> LossFn:
+    """The named loss as a mean over the batch (make_loss sums, for exact accumulation)."""
+    summed = make_loss(name)
+    return lambda out, y: summed(out, y) / len(y)
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -33,7 +33,7 @@ from .engine import (
     EvalData,
     PointEvaluator,
     autocast_context,
-    make_loss,
+    mean_loss,
     resolve_batch_size,
     resolve_device,
 )
@@ -301,7 +301,8 @@ def _custom_measure(ev: PointEvaluator, data: Mapping[str, EvalData], job: Surfa
 
 def _measure_split(model: nn.Module, ds: EvalData, job: SurfaceJob) -> dict[str, float]:
     """Means over the split, weighting each batch by its size; sums in float64 on the device."""
-    fns: dict[str, MetricFn] = {"loss": _batch_mean_loss(job.loss), **job.extra}
+    loss = mean_loss(job.loss) if isinstance(job.loss, str) else job.loss
+    fns: dict[str, MetricFn] = {"loss": loss, **job.extra}
     sums = {name: torch.zeros((), dtype=torch.float64, device=ds.device) for name in fns}
     correct = torch.zeros((), dtype=torch.int64, device=ds.device)
     n = 0
@@ -317,13 +318,6 @@ def _measure_split(model: nn.Module, ds: EvalData, job: SurfaceJob) -> dict[str,
     if job.accuracy:
         result["acc"] = 100.0 * int(correct) / n
     return {k: result[k] for k in ("loss", *(["acc"] if job.accuracy else []), *job.extra)}
-
-
-def _batch_mean_loss(loss: str | MetricFn) -> MetricFn:
-    if not isinstance(loss, str):
-        return loss
-    summed = make_loss(loss)
-    return lambda out, y: summed(out, y) / len(y)
 
 
 def _scalar(name: str, value: Any) -> Tensor:

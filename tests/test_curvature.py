@@ -19,9 +19,9 @@ from landscape.curvature import (
     compute_hessian_map,
     curvature_grid,
     draw_hessian_ratio,
-    mean_loss,
     read_center,
 )
+from landscape.engine import mean_loss
 from landscape.errors import LandscapeError
 from landscape.hessian import dense_hessian
 from landscape.stats import HESSIAN_RATIO, file_stats
