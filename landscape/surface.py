@@ -43,6 +43,11 @@ from .train import load_trained
 if TYPE_CHECKING:
     from .config import EngineConfig
 
+# Surface settings that change how fast points come, and their values at most by float rounding
+# (the engine's rewrites, the batch size), or when the file is written: a run may resume with
+# others, e.g. with a smaller batch on a smaller GPU.
+SPEED_KEYS = ("engine", "batch_size", "flush_seconds")
+
 # Attributes that must agree between a file and the run that resumes into it.
 FINGERPRINT_KEYS = (
     "fingerprint_surface",
@@ -417,7 +422,10 @@ def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
     """Refuse to resume into a file made with another config, checkpoint or seed."""
     have = storage.read_attrs(path)
     for key in FINGERPRINT_KEYS:
-        if have.get(key) != expected.get(key):
+        mine, theirs = have.get(key), expected.get(key)
+        if key == "fingerprint_surface":  # the API's files, and older ones, hold speed options
+            mine, theirs = _value_settings(mine), _value_settings(theirs)
+        if mine != theirs:
             names = {"checkpoint_sha256": "checkpoint", "directions_sha256": "direction checkpoint"}
             what = names.get(key, key.replace("fingerprint_", ""))
             raise LandscapeError(
@@ -537,18 +545,19 @@ def _checkpoint_targets(path: str, model: nn.Module, dir_type: str) -> dict[str,
     return {k: state[k].to(t.device, t.dtype) for k, t in names.items()}
 
 
-def fingerprint(cfg: Config, sha: str) -> dict[str, str]:
-    """What a resumed file must agree on: the surface settings, model, data and checkpoint.
+def _value_settings(text: Any) -> Any:
+    """Surface settings (a fingerprint's YAML) without SPEED_KEYS."""
+    settings = yaml.safe_load(text) if isinstance(text, str) else text
+    if isinstance(settings, dict):
+        return {k: v for k, v in settings.items() if k not in SPEED_KEYS}
+    return settings
 
-    Speed options (surface.engine) and the flush interval change how fast points come, not
-    their values, so a run may resume with others.
-    """
+
+def fingerprint(cfg: Config, sha: str) -> dict[str, str]:
+    """What a resumed file must agree on: the surface settings, model, data and checkpoint."""
     s = cfg.to_dict()
-    surface = dict(s["surface"])
-    surface.pop("flush_seconds", None)
-    surface.pop("engine", None)
     return {
-        "fingerprint_surface": yaml.safe_dump(surface, sort_keys=True),
+        "fingerprint_surface": yaml.safe_dump(_value_settings(s["surface"]), sort_keys=True),
         "fingerprint_model": yaml.safe_dump(s["model"], sort_keys=True),
         "fingerprint_data": yaml.safe_dump(
             {k: v for k, v in s["data"].items() if k not in ("root", "download")}, sort_keys=True

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -102,8 +103,17 @@ def test_speed_options_do_not_block_a_resume(make_config: Callable[..., Any]) ->
     path = compute_surface(cfg)
     with h5py.File(path, "r+") as f:
         f["done"][0] = False
-    fast = make_config(surface={**grid, "engine": {"fold_bn": "off", "points_per_call": 2}})
+    speed = {"engine": {"fold_bn": "off", "points_per_call": 2}, "batch_size": 3}
+    fast = make_config(surface={**grid, **speed})
     compute_surface(fast)
+    assert storage.read_surface(path).complete
+    # A file whose fingerprint holds speed options (as earlier versions wrote) resumes too.
+    with h5py.File(path, "r+") as f:
+        settings = yaml.safe_load(f.attrs["fingerprint_surface"])
+        assert "batch_size" not in settings and "engine" not in settings
+        f.attrs["fingerprint_surface"] = yaml.safe_dump({**settings, "batch_size": 1000})
+        f["done"][1] = False
+    compute_surface(cfg)
     assert storage.read_surface(path).complete
     # Several points per forward call (5 points in calls of 2, 2, 1) give the same values.
     batched = storage.read_surface(compute_surface(fast, path=path.with_name("batched.h5")))
