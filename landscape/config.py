@@ -197,16 +197,16 @@ class SurfaceConfig:
         _choice(self.bn, ("eval", "recompute"), f"{key}.bn")
         _choice(self.precision, PRECISIONS, f"{key}.precision")
         if self.batch_size != "auto" and (
-            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
         ):
             raise ConfigError(
                 f"must be a positive integer or auto, got {self.batch_size!r}",
                 key=f"{key}.batch_size",
             )
-        for name in ("samples", "batch_size", "bn_samples", "repeats"):
+        for name in ("samples", "bn_samples", "repeats"):
             v = getattr(self, name)
-            if v == "auto":
-                continue
             if v is not None and v <= 0:
                 raise ConfigError(f"must be a positive integer, got {v}", key=f"{key}.{name}")
         if self.directions.kind == "line" and self.y is not None:

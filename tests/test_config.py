@@ -101,7 +101,11 @@ BAD = {
         "surface.batch_size",
         ["positive integer or auto", "'big'"],
     ),
-    "zero_batch_size": ("surface: {batch_size: 0}\n", "surface.batch_size", ["positive", "0"]),
+    "zero_batch_size": (
+        "surface: {batch_size: 0}\n",
+        "surface.batch_size",
+        ["positive integer or auto", "0"],
+    ),
     "bad_device": ("device: gpu\n", "device", ["'gpu'", "auto, cpu, cuda"]),
     "section_not_mapping": ("train: 3\n", "train", ["expected a mapping"]),
     "list_not_list": ("surface: {splits: train}\n", "surface.splits", ["expected a list"]),
