@@ -326,9 +326,9 @@ def run_benchmark(
 
     batch_sizes are the raw forward's candidates (None: a CPU or GPU default); batch_size is
     landscape's (None: the surface default on a CPU, the raw forward's best on a GPU), and
-    channels_last its engine.channels_last. With a
-    landscape checkpoint that records its config, the data are its training set (realistic
-    precision errors); otherwise seeded random CIFAR-shaped images.
+    channels_last its engine.channels_last. With a landscape checkpoint that records its config,
+    the data are its training set (realistic precision errors); otherwise seeded random
+    CIFAR-shaped images.
 
     The measurements are interleaved point by point (raw forward, each landscape setting, the
     baseline), so a change in the machine's load touches them alike and the ratios hold. Each
