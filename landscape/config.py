@@ -127,7 +127,7 @@ class DirectionConfig:
 class EngineConfig:
     """Speed options of the evaluation engine; 'auto' picks what is fastest and exact."""
 
-    channels_last: Any = "auto"  # auto | on | off (YAML may give true/false)
+    channels_last: Any = "auto"  # auto (NHWC, but NCHW in exact float32 on a GPU) | on | off
     fold_bn: Any = "auto"
     compile: Any = "auto"  # auto: on for long runs (engine.COMPILE_AUTO_IMAGES images or more)
     fuse: Any = "auto"  # conv + residual add + ReLU in one oneDNN call (CPU, folded, channels-last)
