@@ -9,12 +9,11 @@ batch by batch from a Dataset (`StreamSet`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from .config import EngineConfig
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
-_R = TypeVar("_R")
 
 # Share of free host (or GPU) memory that evaluation tensors may take before they are streamed.
 MEMORY_SHARE = 0.25
@@ -566,11 +564,21 @@ class PointEvaluator:
             self._runner_state[f"{p.conv}.weight"].copy_(w)
             self._runner_state[f"{p.conv}.bias"].copy_(b)
 
-    def _fitting(self, measure: Callable[[int], _R]) -> _R:
-        """measure(batch_size), the batch halved for good while the GPU runs out of memory."""
+    def _measure(
+        self, forward: Callable[[Tensor], Tensor], ds: EvalData, points: int
+    ) -> list[tuple[float, float]]:
+        """_accumulate over ds, the batch halved for good while the GPU runs out of memory."""
         while True:
             try:
-                return measure(self.batch_size)
+                return _accumulate(
+                    forward,
+                    ds,
+                    self.loss_fn,
+                    self.batch_size,
+                    self.precision,
+                    self.channels_last,
+                    points,
+                )
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
                     raise
@@ -587,13 +595,8 @@ class PointEvaluator:
         def forward(x: Tensor) -> Tensor:
             return self._forward(x).unsqueeze(0)
 
-        def measure(batch_size: int) -> list[tuple[float, float]]:
-            return _accumulate(
-                forward, ds, self.loss_fn, batch_size, self.precision, self.channels_last, 1
-            )
-
         try:
-            [result] = self._fitting(measure)
+            [result] = self._measure(forward, ds, 1)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:
@@ -625,17 +628,7 @@ class PointEvaluator:
             forward = self._vmapped_forward(group)
             per_point: list[dict[str, float]] = [{} for _ in group]
             for split, ds in data.items():
-                measured = self._fitting(
-                    functools.partial(
-                        _accumulate,
-                        forward,
-                        ds,
-                        self.loss_fn,
-                        precision=self.precision,
-                        channels_last=self.channels_last,
-                        points=len(group),
-                    )
-                )
+                measured = self._measure(forward, ds, len(group))
                 for r, (loss, acc) in zip(per_point, measured, strict=True):
                     r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
             results.extend(per_point)
