@@ -473,6 +473,10 @@ def _label(key: tuple[str, int, bool]) -> str:
     )
 
 
+def _result_label(result: dict[str, Any]) -> str:
+    return _label((result["precision"], result["points_per_call"], result["engine"]["compile"]))
+
+
 def _device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
@@ -500,8 +504,7 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        compiled = r["engine"].get("compile", False)
-        setting = _label((r["precision"], r["points_per_call"], compiled))
+        setting = _result_label(r)
         lines.append(
             f"{r['model']:<12} {setting:<24} "
             f"{r['raw_images_per_s']:>8.0f} {r['landscape_images_per_s']:>9.0f} "
@@ -528,7 +531,7 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
         ]
         for r in results:
             if r.get("nonfinite_points"):
-                setting = _label((r["precision"], r["points_per_call"], r["engine"]["compile"]))
+                setting = _result_label(r)
                 fp16 = r["precision"] == "fp16"
                 why = " (fp16 overflow; bf16 has float32's range)" if fp16 else ""
                 lines.append(
