@@ -682,22 +682,17 @@ def trajectory(
     """
     cfg = _load(config, overrides, profile, out, device)
     selected = _runs(cfg, runs, device)
-    from .paths import compute_trajectory, draw_trajectory, trajectory_summary
+    from .pipeline import trajectory_stage
 
     given = _given(grid=grid, margin=margin, ignore=ignore)
     for run in selected:
-        label = run.run or run.name
-        path = compute_trajectory(
+        path, figure = trajectory_stage(
             run,
+            _echo,
+            lambda desc: _bar_factory(quiet, desc),
             options=dataclasses.replace(run.trajectory, **given),
             overwrite=overwrite,
-            log=_echo,
-            progress=_bar_factory(quiet, f"trajectory {label}"),
         )
-        figure = draw_trajectory(
-            path, run.run_dir / "figures" / f"trajectory.{run.plot.format}", dpi=run.plot.dpi
-        )
-        _echo(f"[{label}] {trajectory_summary(path)}")
         click.echo(str(path))
         click.echo(str(figure))
 
@@ -757,22 +752,18 @@ def hessian(
     """
     cfg = _load(config, overrides, profile, out, device)
     selected = _runs(cfg, runs, device)
-    from .curvature import center_summary, compute_hessian_map, draw_hessian_ratio
+    from .pipeline import hessian_stage
 
     given = _given(grid=grid, iters=iters, samples=samples, probes=probes)
     for run in selected:
-        label = run.run or run.name
-        path = compute_hessian_map(
+        path, figure = hessian_stage(
             run,
+            _echo,
+            lambda desc: _bar_factory(quiet, desc),
             options=dataclasses.replace(run.hessian, **given),
             overwrite=overwrite,
-            log=_echo,
-            progress=_bar_factory(quiet, f"hessian {label}"),
         )
-        _echo(f"[{label}] {center_summary(path)}")
         click.echo(str(path))
-        target = run.run_dir / "figures" / f"hessian_ratio.{run.plot.format}"
-        figure = draw_hessian_ratio(path, target, dpi=run.plot.dpi)
         if figure is not None:
             click.echo(str(figure))
 

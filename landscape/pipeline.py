@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Config, select_runs
+from .config import Config, HessianConfig, TrajectoryConfig, select_runs
 from .errors import LandscapeError
 
 
@@ -75,9 +75,10 @@ def reproduce(
             else:
                 figures += drawn
         if "trajectory" in run.stages:
-            figures.append(_trajectory_stage(run, label, log, bar_factory))
+            figures.append(trajectory_stage(run, log, bar_factory)[1])
         if "hessian" in run.stages:
-            figures += _hessian_stage(run, label, log, bar_factory)
+            figure = hessian_stage(run, log, bar_factory)[1]
+            figures += [figure] if figure is not None else []
     c = cfg.compare
     names = [n for n in (c.runs or surfaces) if n in surfaces and n not in unplottable]
     chosen = [surfaces[n] for n in names]
@@ -156,31 +157,45 @@ def _surface_stage(
     return path, figures
 
 
-def _trajectory_stage(
-    run: Config, label: str, log: Callable[[str], None], bar_factory: Callable[[str], Any] | None
-) -> Path:
+def trajectory_stage(
+    run: Config,
+    log: Callable[[str], None],
+    bar_factory: Callable[[str], Any] | None = None,
+    *,
+    options: TrajectoryConfig | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, Path]:
+    """The run's trajectory file (options: its `trajectory` section) and figure."""
     from .paths import compute_trajectory, draw_trajectory, trajectory_summary
 
+    label = run.run or run.name
     log(f"[{label}] trajectory")
     bar = bar_factory(f"trajectory {label}") if bar_factory else None
-    path = compute_trajectory(run, progress=bar, log=log)
+    path = compute_trajectory(run, options=options, overwrite=overwrite, progress=bar, log=log)
     log(f"[{label}] {trajectory_summary(path)}")
     target = run.run_dir / "figures" / f"trajectory.{run.plot.format}"
-    return draw_trajectory(path, target, dpi=run.plot.dpi)
+    return path, draw_trajectory(path, target, dpi=run.plot.dpi)
 
 
-def _hessian_stage(
-    run: Config, label: str, log: Callable[[str], None], bar_factory: Callable[[str], Any] | None
-) -> list[Path]:
+def hessian_stage(
+    run: Config,
+    log: Callable[[str], None],
+    bar_factory: Callable[[str], Any] | None = None,
+    *,
+    options: HessianConfig | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, Path | None]:
+    """The run's Hessian file (options: its `hessian` section) and ratio figure (None when
+    nothing finite can be drawn)."""
     from .curvature import center_summary, compute_hessian_map, draw_hessian_ratio
 
+    label = run.run or run.name
     log(f"[{label}] Hessian")
     bar = bar_factory(f"hessian {label}") if bar_factory else None
-    path = compute_hessian_map(run, progress=bar, log=log)
+    path = compute_hessian_map(run, options=options, overwrite=overwrite, progress=bar, log=log)
     log(f"[{label}] {center_summary(path)}")
     target = run.run_dir / "figures" / f"hessian_ratio.{run.plot.format}"
-    figure = draw_hessian_ratio(path, target, dpi=run.plot.dpi)
-    return [figure] if figure is not None else []
+    return path, draw_hessian_ratio(path, target, dpi=run.plot.dpi)
 
 
 def _default_metric(cfg: Config) -> str:
