@@ -309,7 +309,6 @@ def plot_trajectory(
     return fig
 
 
-@_styled
 def _spaced_indices(p: np.ndarray, ax: Any, max_labels: int = 6) -> list[int]:
     """Path points to label: the last one, then others at least 6 % of the view away from those."""
     x0, x1 = ax.get_xlim()
@@ -325,6 +324,7 @@ def _spaced_indices(p: np.ndarray, ax: Any, max_labels: int = 6) -> list[int]:
     return sorted(chosen)
 
 
+@_styled
 def plot_heatmap_array(
     x: np.ndarray,
     y: np.ndarray,

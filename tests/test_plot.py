@@ -380,3 +380,19 @@ def test_surface_name_prefers_title(bowl: SurfaceData) -> None:
     bowl.attrs["title"] = "ResNet-56"
     assert plot.surface_name(bowl) == "ResNet-56"
     assert plot.plot_surface(bowl, "contour").axes[0].get_title() == "ResNet-56: train loss"
+
+
+@pytest.mark.parametrize("draw", ["surface", "heatmap_array", "trajectory"])
+def test_public_figures_use_the_module_font_sizes(draw: str, bowl: SurfaceData) -> None:
+    """Every public figure is drawn under the paper-ready sizes, whatever the caller's rcParams."""
+    import matplotlib
+
+    with matplotlib.rc_context({"axes.titlesize": 5}):
+        if draw == "surface":
+            fig = plot.plot_surface(bowl, "contour")
+        elif draw == "heatmap_array":
+            values = np.ones((len(bowl.y), len(bowl.x)))
+            fig = plot.plot_heatmap_array(bowl.x, bowl.y, values, "t", "c")
+        else:
+            fig = plot.plot_trajectory(bowl, np.zeros((3, 2)), epochs=[1, 2, 3])
+    assert fig.axes[0].title.get_fontsize() == plot._STYLE["axes.titlesize"]
