@@ -278,19 +278,45 @@ class _process_group:
             dist.destroy_process_group()
 
 
+def _names(_ctx: click.Context, _param: click.Parameter, text: str | None) -> list[str] | None:
+    """--titles "a,b" as ["a", "b"]."""
+    return [t.strip() for t in text.split(",")] if text else None
+
+
+_TITLES = click.option(
+    "--titles", default=None, callback=_names, help="Comma-separated names for the files."
+)
 _KIND_HELP = "Plot kinds: contour, contourf, heatmap, surface3d (2D), line (1D); repeatable."
 
 
+def _figure_options(kinds_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """FILES plus the figure options plot and compare share; the scale ones arrive as **style."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False)),
+            click.option("--kinds", "kinds", multiple=True, help=kinds_help),
+            click.option(
+                "--metric", default=None, help="train_loss, test_loss, train_acc, test_acc, ..."
+            ),
+            click.option("--vmin", type=float, default=None, help="Lowest value of the scale."),
+            click.option("--vmax", type=float, default=None, help="Highest value of the scale."),
+            click.option("--levels", type=int, default=None, help="Number of contour levels."),
+            click.option("--log", is_flag=True, help="Log10 color/height scale."),
+            click.option(
+                "--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png"
+            ),
+            click.option("--dpi", type=int, default=150),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--kinds", "kinds", multiple=True, help=_KIND_HELP)
-@click.option("--metric", default=None, help="train_loss, test_loss, train_acc, test_acc, ...")
-@click.option("--vmin", type=float, default=None)
-@click.option("--vmax", type=float, default=None)
-@click.option("--levels", type=int, default=None, help="Number of contour levels.")
-@click.option("--log", "log_scale", is_flag=True, help="Log10 color/height scale.")
-@click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png")
-@click.option("--dpi", type=int, default=150)
+@_figure_options(_KIND_HELP)
 @click.option(
     "--out",
     "out_dir",
@@ -299,18 +325,7 @@ _KIND_HELP = "Plot kinds: contour, contourf, heatmap, surface3d (2D), line (1D);
     help="Folder for the figures (default: beside the file).",
 )
 @_fail_cleanly
-def plot(
-    files: tuple[str, ...],
-    kinds: tuple[str, ...],
-    metric: str | None,
-    vmin: float | None,
-    vmax: float | None,
-    levels: int | None,
-    log_scale: bool,
-    fmt: str,
-    dpi: int,
-    out_dir: str | None,
-) -> None:
+def plot(files: tuple[str, ...], kinds: tuple[str, ...], out_dir: str | None, **style: Any) -> None:
     """Draw figures of surface FILES (ours or the original code's HDF5 files).
 
     Example: landscape plot outputs/quickstart/resnet56/surface.h5 --kinds contour --kinds surface3d
@@ -318,34 +333,13 @@ def plot(
     from .plot import plot_file
 
     for f in files:
-        for p in plot_file(
-            f,
-            kinds=list(kinds) or None,
-            metric=metric,
-            out_dir=out_dir,
-            fmt=fmt,
-            dpi=dpi,
-            vmin=vmin,
-            vmax=vmax,
-            levels=levels,
-            log=log_scale,
-        ):
+        for p in plot_file(f, kinds=list(kinds) or None, out_dir=out_dir, **style):
             click.echo(str(p))
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--titles", default=None, help="Comma-separated panel titles.")
-@click.option(
-    "--kinds", "kinds", multiple=True, help=_KIND_HELP + " Default: contour and surface3d."
-)
-@click.option("--metric", default=None)
-@click.option("--vmin", type=float, default=None)
-@click.option("--vmax", type=float, default=None)
-@click.option("--levels", type=int, default=None)
-@click.option("--log", "log_scale", is_flag=True)
-@click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png")
-@click.option("--dpi", type=int, default=150)
+@_figure_options(_KIND_HELP + " Default: contour and surface3d.")
+@_TITLES
 @click.option(
     "--out",
     "out_path",
@@ -357,16 +351,10 @@ def plot(
 @_fail_cleanly
 def compare(
     files: tuple[str, ...],
-    titles: str | None,
     kinds: tuple[str, ...],
-    metric: str | None,
-    vmin: float | None,
-    vmax: float | None,
-    levels: int | None,
-    log_scale: bool,
-    fmt: str,
-    dpi: int,
+    titles: list[str] | None,
     out_path: str,
+    **style: Any,
 ) -> None:
     """Draw surfaces side by side on one color scale and shared contour levels.
 
@@ -374,20 +362,7 @@ def compare(
     """
     from .pipeline import compare_figures
 
-    names = [t.strip() for t in titles.split(",")] if titles else None
-    for p in compare_figures(
-        list(files),
-        names,
-        list(kinds) or None,
-        metric,
-        out_path,
-        fmt,
-        dpi,
-        vmin=vmin,
-        vmax=vmax,
-        levels=levels,
-        log=log_scale,
-    ):
+    for p in compare_figures(list(files), titles, list(kinds) or None, out_path=out_path, **style):
         click.echo(str(p))
 
 
@@ -455,10 +430,12 @@ def reproduce(
 @click.option(
     "--metric", default=None, help="Metric to analyse (default: train_loss, else test_loss)."
 )
-@click.option("--titles", default=None, help="Comma-separated names for the files.")
+@_TITLES
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_fail_cleanly
-def stats(files: tuple[str, ...], metric: str | None, titles: str | None, as_json: bool) -> None:
+def stats(
+    files: tuple[str, ...], metric: str | None, titles: list[str] | None, as_json: bool
+) -> None:
     """Numbers for surfaces: curvature, sharpness, basin width, non-convexity, roughness.
 
     With several files, a side-by-side table says where the intervals overlap.
@@ -471,14 +448,13 @@ def stats(files: tuple[str, ...], metric: str | None, titles: str | None, as_jso
     from .metrics import stats_to_jsonable
     from .stats import compare_stats, file_stats, format_stats
 
-    names = [t.strip() for t in titles.split(",")] if titles else None
     if len(files) == 1:
         result = file_stats(files[0], metric=metric)
         click.echo(
             json.dumps(stats_to_jsonable(result), indent=2) if as_json else format_stats(result)
         )
         return
-    result, table = compare_stats(list(files), titles=names, metric=metric)
+    result, table = compare_stats(list(files), titles=titles, metric=metric)
     click.echo(json.dumps(stats_to_jsonable(result), indent=2) if as_json else table)
 
 
@@ -491,11 +467,11 @@ def stats(files: tuple[str, ...], metric: str | None, titles: str | None, as_jso
     default=None,
     help="HTML file (default: report.html beside the first file).",
 )
-@click.option("--titles", default=None, help="Comma-separated names for the files.")
+@_TITLES
 @click.option("--metric", default=None)
 @_fail_cleanly
 def report(
-    files: tuple[str, ...], out_path: str | None, titles: str | None, metric: str | None
+    files: tuple[str, ...], out_path: str | None, titles: list[str] | None, metric: str | None
 ) -> None:
     """Write one self-contained HTML page: figures, metrics with intervals, config, provenance.
 
@@ -503,9 +479,8 @@ def report(
     """
     from .report import write_report
 
-    names = [t.strip() for t in titles.split(",")] if titles else None
     target = Path(out_path) if out_path else Path(files[0]).parent / "report.html"
-    click.echo(str(write_report(list(files), target, titles=names, metric=metric)))
+    click.echo(str(write_report(list(files), target, titles=titles, metric=metric)))
 
 
 @main.command()

@@ -26,7 +26,7 @@ def compare_figures(
 
     surfs = [read_surface(f) for f in files]
     if titles is not None and len(titles) != len(surfs):
-        raise LandscapeError(f"--titles has {len(titles)} names for {len(surfs)} files")
+        raise LandscapeError(f"got {len(titles)} titles for {len(surfs)} files; give one each")
     names = (
         list(titles) if titles else [s.attrs.get("title") or Path(s.path or "").stem for s in surfs]
     )

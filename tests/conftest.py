@@ -7,9 +7,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
+
+from landscape.storage import SurfaceWriter, create_surface_file
 
 # Digits (8x8 grey images) with a 64-image train subset: resnet20 trains an epoch in ~2 s.
 TINY_RAW: dict[str, Any] = {
@@ -20,6 +23,26 @@ TINY_RAW: dict[str, Any] = {
     "train": {"epochs": 1, "batch_size": 32},
     "surface": {"x": [-1, 1, 5], "y": [-1, 1, 3], "samples": 32, "batch_size": 32},
 }
+
+
+def write_surface_file(
+    path: Path,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    metrics: dict[str, np.ndarray],
+    repeats: int = 1,
+    attrs: dict[str, Any] | None = None,
+) -> Path:
+    """A finished surface file holding `metrics` (each shaped like the grid, with a leading
+    repeat axis when repeats > 1) over placeholder directions."""
+    ndirs = 1 if y is None else 2
+    dirs = [[{"w": np.zeros(2)} for _ in range(ndirs)] for _ in range(repeats)]
+    create_surface_file(path, x, y, list(metrics), dirs, attrs or {})
+    shape = next(iter(metrics.values())).shape
+    index = tuple(i.ravel() for i in np.indices(shape))
+    with SurfaceWriter(path) as w:
+        w.write({n: v[index] for n, v in metrics.items()}, index)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
+from conftest import write_surface_file
 from torch import nn
 
 from landscape.checkpoint import load_checkpoint, model_from_checkpoint
@@ -250,3 +253,80 @@ def test_out_is_taken_literally(
     monkeypatch.chdir(tmp_path)
     # --run c fails after loading, so nothing trains whether or not the bug is fixed.
     _assert_clean_error(_invoke("train", config, "--out", "2024", "--run", "c"), "no run 'c'")
+
+
+# ----------------------------------------------------------------------------- figures from files
+
+
+@pytest.fixture
+def two_surfaces(tmp_path: Path) -> tuple[Path, Path]:
+    """A 7x5 bowl and the same bowl with ripples, as finished surface files."""
+    x, y = np.linspace(-1, 1, 7), np.linspace(-0.5, 0.5, 5)
+    xx, yy = np.meshgrid(x, y)
+    bowl = xx**2 + 2 * yy**2
+    ripples = bowl + 0.3 * np.sin(9 * xx)
+    return (
+        write_surface_file(tmp_path / "a.h5", x, y, {"train_loss": bowl, "train_acc": 90 - bowl}),
+        write_surface_file(
+            tmp_path / "b.h5", x, y, {"train_loss": ripples, "train_acc": 90 - bowl}
+        ),
+    )
+
+
+def _written(result: Result) -> list[Path]:
+    """The paths a figure command printed, one per line, after checking it succeeded."""
+    assert result.exit_code == 0, result.output
+    paths = [Path(line) for line in result.stdout.splitlines()]
+    assert paths and all(p.is_file() and p.stat().st_size > 0 for p in paths), paths
+    return paths
+
+
+def test_plot_command(two_surfaces: tuple[Path, Path], tmp_path: Path) -> None:
+    a, _ = two_surfaces
+    args = ["--kinds", "heatmap", "--kinds", "contour", "--format", "svg", "--log", "--vmax", "3"]
+    paths = _written(_invoke("plot", a, *args, "--out", tmp_path / "figs", "--levels", "8"))
+    assert [p.name for p in paths] == ["a_train_loss_heatmap.svg", "a_train_loss_contour.svg"]
+    assert {p.parent for p in paths} == {tmp_path / "figs"}
+    (acc,) = _written(_invoke("plot", a, "--kinds", "contourf", "--metric", "train_acc"))
+    assert acc == a.with_name("a_train_acc_contourf.png")
+
+
+def test_compare_command(two_surfaces: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "cmp" / "both.png"
+    result = _invoke("compare", *two_surfaces, "--titles", "skip, no skip", "--out", out)
+    assert _written(result) == [out.with_name(f"both_{k}.png") for k in ("contour", "surface3d")]
+    result = _invoke("compare", *two_surfaces, "--titles", "one", "--out", out)
+    _assert_clean_error(result, "got 1 titles for 2 files")
+
+
+def test_export_stats_and_report_commands(two_surfaces: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = two_surfaces
+    (csv_path,) = _written(_invoke("export", a, "--format", "csv", "--out", tmp_path / "a.csv"))
+    assert len(csv_path.read_text().splitlines()) == 1 + 7 * 5
+    result = _invoke("stats", a, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stats"]["points"]["mean"] == 35
+    result = _invoke("stats", a, b, "--titles", "smooth,rippled")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split()[1:3] == ["smooth", "rippled"]
+    (html,) = _written(
+        _invoke("report", a, b, "--titles", "smooth,rippled", "--out", tmp_path / "r.html")
+    )
+    assert "rippled" in html.read_text()
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["plot", "{missing}"], ["missing.h5", "no such file"]),
+        (["plot", "{a}", "--metric", "test_loss"], ["unknown metric 'test_loss'", "train_loss"]),
+        (["plot", "{a}", "--kinds", "line"], ["line"]),
+        (["export", "{a}", "--format", "csv", "--metric", "loss"], ["'loss'"]),
+        (["stats", "{a}", "{a}", "--titles", "x,x"], ["titles must differ"]),
+    ],
+)
+def test_figure_commands_fail_cleanly(
+    two_surfaces: tuple[Path, Path], tmp_path: Path, args: list[str], words: list[str]
+) -> None:
+    where = {"a": two_surfaces[0], "missing": tmp_path / "missing.h5"}
+    _assert_clean_error(_invoke(*(arg.format(**where) for arg in args)), *words)

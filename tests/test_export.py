@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_surface_file
 
 from landscape.errors import LandscapeError
 from landscape.export import export_surface, height_field, pick_metric
-from landscape.storage import SurfaceWriter, create_surface_file, read_surface
+from landscape.storage import read_surface
 
 NX, NY = 7, 5  # not square, so swapped axes cannot pass
 
@@ -24,27 +25,11 @@ def grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, y, xx**2 + 2 * yy**2 + 0.3 * xx  # the tilt makes z differ between x and -x
 
 
-def write_file(
-    path: Path,
-    x: np.ndarray,
-    y: np.ndarray | None,
-    metrics: dict[str, np.ndarray],
-    repeats: int = 1,
-) -> Path:
-    ndirs = 1 if y is None else 2
-    dirs = [[{"w": np.zeros(2)} for _ in range(ndirs)] for _ in range(repeats)]
-    create_surface_file(path, x, y, list(metrics), dirs, {})
-    shape = next(iter(metrics.values())).shape
-    index = tuple(i.ravel() for i in np.indices(shape))
-    with SurfaceWriter(path) as w:
-        w.write({n: v[index] for n, v in metrics.items()}, index)
-    return path
-
-
 @pytest.fixture
 def surf2d(tmp_path: Path) -> Path:
     x, y, z = grid()
-    return write_file(tmp_path / "bowl.h5", x, y, {"train_loss": z, "train_acc": 100 - 10 * z})
+    metrics = {"train_loss": z, "train_acc": 100 - 10 * z}
+    return write_surface_file(tmp_path / "bowl.h5", x, y, metrics)
 
 
 @pytest.fixture
@@ -52,7 +37,7 @@ def broken2d(tmp_path: Path) -> Path:
     x, y, z = grid()
     z = z.copy()
     z[0, 0], z[2, 4], z[4, 6] = np.nan, np.inf, -np.inf
-    return write_file(tmp_path / "broken.h5", x, y, {"train_loss": z})
+    return write_surface_file(tmp_path / "broken.h5", x, y, {"train_loss": z})
 
 
 def numbers(el: ET.Element) -> np.ndarray:
@@ -144,7 +129,7 @@ def test_csv_rows_follow_the_grid(broken2d: Path, surf2d: Path) -> None:
 def test_csv_1d_with_repeats(tmp_path: Path) -> None:
     x = np.linspace(-1, 1, 9)
     vals = np.stack([(k + 1) * x**2 for k in range(3)])
-    src = write_file(tmp_path / "rep.h5", x, None, {"train_loss": vals}, repeats=3)
+    src = write_surface_file(tmp_path / "rep.h5", x, None, {"train_loss": vals}, repeats=3)
     out = export_surface(src, "csv", tmp_path / "sub" / "rep.csv", metric="train_loss")
     with open(out, newline="") as fh:
         rows = list(csv.reader(fh))
@@ -167,7 +152,7 @@ def test_npz_round_trips(broken2d: Path, tmp_path: Path) -> None:
 
 def test_errors(surf2d: Path, tmp_path: Path) -> None:
     x = np.linspace(0, 1, 4)
-    line = write_file(tmp_path / "line.h5", x, None, {"train_loss": x})
+    line = write_surface_file(tmp_path / "line.h5", x, None, {"train_loss": x})
     with pytest.raises(LandscapeError, match="vtp needs a 2D surface"):
         export_surface(line, "vtp")
     with pytest.raises(LandscapeError, match="unknown export format 'obj'"):

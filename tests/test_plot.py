@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import write_surface_file
 from matplotlib.collections import QuadMesh
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
@@ -15,7 +16,7 @@ from matplotlib.text import Annotation
 
 from landscape import plot
 from landscape.errors import LandscapeError
-from landscape.storage import SurfaceData, SurfaceWriter, create_surface_file, read_surface
+from landscape.storage import SurfaceData, read_surface
 
 NX, NY = 7, 5  # deliberately not square, so a swapped axis shows up as a shape error
 DPI = 60  # small images keep the tests fast; content checks do not need more
@@ -301,27 +302,11 @@ def test_save_figure_formats(bowl: SurfaceData, tmp_path: Path) -> None:
         plot.save_figure(Figure(), tmp_path / "a")
 
 
-def write_ours(
-    path: Path,
-    x: np.ndarray,
-    y: np.ndarray | None,
-    metrics: dict[str, np.ndarray],
-    repeats: int = 1,
-) -> None:
-    ndirs = 1 if y is None else 2
-    dirs = [[{"layer.weight": np.zeros(3)} for _ in range(ndirs)] for _ in range(repeats)]
-    create_surface_file(path, x, y, list(metrics), dirs, {"title": "bowl run"})
-    shape = next(iter(metrics.values())).shape
-    index = tuple(i.ravel() for i in np.indices(shape))
-    with SurfaceWriter(path) as w:
-        w.write({n: v[index] for n, v in metrics.items()}, index)
-
-
 def test_plot_file_on_our_file(tmp_path: Path) -> None:
     x, y, z = bowl_values()
     src = tmp_path / "run" / "surf.h5"
     src.parent.mkdir()
-    write_ours(src, x, y, {"train_loss": z, "train_acc": 100 - 20 * z})
+    write_surface_file(src, x, y, {"train_loss": z, "train_acc": 100 - 20 * z})
     written = plot.plot_file(src, dpi=DPI)
     assert [p.name for p in written] == [f"surf_train_loss_{k}.png" for k in plot.KINDS_2D]
     for p in written:
@@ -336,7 +321,7 @@ def test_plot_file_on_our_file(tmp_path: Path) -> None:
 def test_plot_file_draws_every_repeat_of_a_2d_file(tmp_path: Path) -> None:
     x, y, z = bowl_values()
     src = tmp_path / "rep2d.h5"
-    write_ours(src, x, y, {"train_loss": np.stack([z, 2 * z])}, repeats=2)
+    write_surface_file(src, x, y, {"train_loss": np.stack([z, 2 * z])}, repeats=2)
     written = plot.plot_file(src, ["heatmap"], dpi=DPI)
     assert [p.name for p in written] == [
         "rep2d_train_loss_heatmap_r0.png",
@@ -348,7 +333,7 @@ def test_plot_file_draws_every_repeat_of_a_2d_file(tmp_path: Path) -> None:
 def test_plot_file_on_1d_file(tmp_path: Path) -> None:
     x = np.linspace(-1, 1, 9)
     src = tmp_path / "line.h5"
-    write_ours(src, x, None, {"train_loss": x**2, "train_acc": 100 - x**2})
+    write_surface_file(src, x, None, {"train_loss": x**2, "train_acc": 100 - x**2})
     (out,) = plot.plot_file(src, dpi=DPI)
     assert out.name == "line_all_line.png"
     check_png(out, min_colors=3)
