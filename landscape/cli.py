@@ -36,9 +36,54 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """CONFIG plus the options every config-driven command shares."""
-    options = [
+@dataclasses.dataclass
+class _Job:
+    """What a config-driven command works on: the config, its selected runs and --quiet."""
+
+    cfg: Any  # landscape.config.Config
+    names: tuple[str, ...]  # the --run names (empty: every run)
+    runs: list[Any]  # the selected runs, each a full Config
+    quiet: bool
+
+    @property
+    def progress(self) -> bool:
+        return _show_progress(self.quiet)
+
+    def bars(self, desc: str) -> Callable[[int, int], Any] | None:
+        return _bar_factory(self.quiet, desc)
+
+
+def _config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """CONFIG plus the options every config-driven command shares; the command is called with
+    the loaded _Job first, then its own options. Errors end cleanly (_fail_cleanly)."""
+
+    @functools.wraps(fn)
+    def load_then_run(
+        config: str,
+        overrides: tuple[str, ...],
+        profile: str | None,
+        runs: tuple[str, ...],
+        out: str | None,
+        device: str | None,
+        quiet: bool,
+        **options: Any,
+    ) -> Any:
+        import json
+
+        from .config import load_config, select_runs
+
+        # --out and --device are overrides that win over each run's own settings; JSON quoting
+        # keeps a folder named like a number or a boolean (--out 2024) a string.
+        flags = {"out": out, "device": device}
+        given = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+        cfg = load_config(config, [*overrides, *given], profile)
+        selected = select_runs(cfg, runs)
+        for run in selected:
+            _check_device(run.device)
+        return fn(_Job(cfg, runs, selected, quiet), **options)
+
+    command = _fail_cleanly(load_then_run)
+    shared = [
         click.argument("config", type=click.Path(dir_okay=False)),
         click.option(
             "--set",
@@ -67,39 +112,9 @@ def _config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _load(
-    config: str,
-    overrides: tuple[str, ...],
-    profile: str | None,
-    out: str | None,
-    device: str | None,
-) -> Any:
-    from .config import load_config
-
-    cfg = load_config(config, list(overrides), profile)
-    if out is not None:
-        cfg.out = out
-    if device is not None:
-        cfg.device = device
-    _check_device(cfg.device)
-    return cfg
-
-
-def _runs(cfg: Any, names: tuple[str, ...], device: str | None) -> list[Any]:
-    """The selected runs, each with the --device override and a usable device."""
-    from .config import select_runs
-
-    selected = select_runs(cfg, names)
-    for run in selected:
-        if device is not None:
-            run.device = device
-        _check_device(run.device)
-    return selected
+    for option in reversed(shared):
+        command = option(command)
+    return command
 
 
 def _check_device(device: str) -> None:
@@ -179,36 +194,24 @@ def models() -> None:
 
 
 @main.command()
-@_config_options
+@_config_command
 @click.option(
     "--overwrite", is_flag=True, help="Discard earlier checkpoints of this run and start afresh."
 )
-@_fail_cleanly
-def train(
-    config: str,
-    overrides: tuple[str, ...],
-    profile: str | None,
-    runs: tuple[str, ...],
-    out: str | None,
-    device: str | None,
-    quiet: bool,
-    overwrite: bool,
-) -> None:
+def train(job: _Job, overwrite: bool) -> None:
     """Train the network(s) of CONFIG; an interrupted run resumes when run again.
 
     Example: landscape train configs/quickstart.yaml --set train.epochs=5
     """
-
-    cfg = _load(config, overrides, profile, out, device)
     from .train import train as train_run
 
-    for run in _runs(cfg, runs, device):
-        path = train_run(run, progress=_show_progress(quiet), log=_echo, overwrite=overwrite)
+    for run in job.runs:
+        path = train_run(run, progress=job.progress, log=_echo, overwrite=overwrite)
         click.echo(str(path))
 
 
 @main.command()
-@_config_options
+@_config_command
 @click.option("--overwrite", is_flag=True, help="Start the surface afresh instead of resuming.")
 @click.option(
     "--launcher",
@@ -216,29 +219,16 @@ def train(
     default="none",
     help="torchrun: join the process group torchrun set up and share the grid.",
 )
-@_fail_cleanly
-def surface(
-    config: str,
-    overrides: tuple[str, ...],
-    profile: str | None,
-    runs: tuple[str, ...],
-    out: str | None,
-    device: str | None,
-    quiet: bool,
-    overwrite: bool,
-    launcher: str,
-) -> None:
+def surface(job: _Job, overwrite: bool, launcher: str) -> None:
     """Compute the loss surface of CONFIG's trained checkpoint into an HDF5 file (resumable).
 
     Example: landscape surface configs/quickstart.yaml --set surface.x=[-1,1,11]
     """
-    cfg = _load(config, overrides, profile, out, device)
-    selected = _runs(cfg, runs, device)
     from .surface import compute_surface
 
-    with _process_group(launcher, cfg.device) as dist_info:
-        for run in selected:
-            bar = _bar_factory(quiet, f"surface {run.run or run.name}")
+    with _process_group(launcher, job.cfg.device) as dist_info:
+        for run in job.runs:
+            bar = job.bars(f"surface {run.run or run.name}")
             path = compute_surface(run, overwrite=overwrite, progress=bar, dist_info=dist_info)
             if dist_info.rank == 0:
                 click.echo(str(path))
@@ -392,17 +382,8 @@ def export(
 
 
 @main.command()
-@_config_options
-@_fail_cleanly
-def reproduce(
-    config: str,
-    overrides: tuple[str, ...],
-    profile: str | None,
-    runs: tuple[str, ...],
-    out: str | None,
-    device: str | None,
-    quiet: bool,
-) -> None:
+@_config_command
+def reproduce(job: _Job) -> None:
     """Run a figure config end to end: train, surface, plots and the comparison figure.
 
     Finished stages are skipped and interrupted ones resume when run again.
@@ -411,14 +392,8 @@ def reproduce(
     """
     from .pipeline import reproduce as run_pipeline
 
-    cfg = _load(config, overrides, profile, out, device)
-    _runs(cfg, runs, device)
     figures = run_pipeline(
-        cfg,
-        runs=runs,
-        progress=_show_progress(quiet),
-        log=_echo,
-        bar_factory=lambda desc: _bar_factory(quiet, desc),
+        job.cfg, runs=job.names, progress=job.progress, log=_echo, bar_factory=job.bars
     )
     click.echo("figures:")
     for p in figures:
@@ -611,7 +586,7 @@ def bench(
 
 
 @main.command()
-@_config_options
+@_config_command
 @click.option(
     "--grid",
     type=click.IntRange(min=2),
@@ -634,15 +609,8 @@ def bench(
 @click.option(
     "--overwrite", is_flag=True, help="Start the trajectory file afresh instead of resuming."
 )
-@_fail_cleanly
 def trajectory(
-    config: str,
-    overrides: tuple[str, ...],
-    profile: str | None,
-    runs: tuple[str, ...],
-    out: str | None,
-    device: str | None,
-    quiet: bool,
+    job: _Job,
     grid: int | None,
     margin: float | None,
     ignore: str | None,
@@ -655,16 +623,14 @@ def trajectory(
 
     Example: landscape trajectory configs/quickstart.yaml --run resnet56 --grid 21
     """
-    cfg = _load(config, overrides, profile, out, device)
-    selected = _runs(cfg, runs, device)
     from .pipeline import trajectory_stage
 
     given = _given(grid=grid, margin=margin, ignore=ignore)
-    for run in selected:
+    for run in job.runs:
         path, figure = trajectory_stage(
             run,
             _echo,
-            lambda desc: _bar_factory(quiet, desc),
+            job.bars,
             options=dataclasses.replace(run.trajectory, **given),
             overwrite=overwrite,
         )
@@ -673,7 +639,7 @@ def trajectory(
 
 
 @main.command()
-@_config_options
+@_config_command
 @click.option(
     "--grid",
     type=click.IntRange(min=1),
@@ -702,15 +668,8 @@ def trajectory(
 @click.option(
     "--overwrite", is_flag=True, help="Start the Hessian file afresh instead of resuming."
 )
-@_fail_cleanly
 def hessian(
-    config: str,
-    overrides: tuple[str, ...],
-    profile: str | None,
-    runs: tuple[str, ...],
-    out: str | None,
-    device: str | None,
-    quiet: bool,
+    job: _Job,
     grid: int | None,
     iters: int | None,
     samples: int | None,
@@ -725,16 +684,14 @@ def hessian(
 
     Example: landscape hessian configs/quickstart.yaml --run resnet56 --grid 11 --iters 20
     """
-    cfg = _load(config, overrides, profile, out, device)
-    selected = _runs(cfg, runs, device)
     from .pipeline import hessian_stage
 
     given = _given(grid=grid, iters=iters, samples=samples, probes=probes)
-    for run in selected:
+    for run in job.runs:
         path, figure = hessian_stage(
             run,
             _echo,
-            lambda desc: _bar_factory(quiet, desc),
+            job.bars,
             options=dataclasses.replace(run.hessian, **given),
             overwrite=overwrite,
         )

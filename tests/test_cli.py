@@ -166,6 +166,20 @@ def test_train_only_the_named_run(write_yaml: Callable[..., Path], tmp_path: Pat
     assert not (tmp_path / "fig" / "a").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_flags_win_over_a_runs_own_settings(
+    write_yaml: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Run b asks for a GPU and its own folder; --device and --out must still hold for it, in
+    # reproduce too, which selects the runs again inside the pipeline.
+    config = write_yaml(FIGURE.replace("{name: b}", "{name: b, device: cuda, out: elsewhere}"))
+    args = ["--run", "b", "--profile", "quick", "--device", "cpu", "--out", tmp_path, "-q"]
+    result = _invoke("reproduce", config, *args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fig" / "b" / "surface.h5").is_file()
+    _assert_clean_error(_invoke("train", config, "--run", "b"), "no CUDA GPU")
+
+
 def test_ctrl_c_exits_130(
     write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
