@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LightSource, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -58,6 +60,11 @@ _STYLE: dict[RcKeyType, Any] = {
 }
 # How far above the minimum, in multiples of (median - minimum), the default loss scale reaches.
 _ROBUST_SPAN = 5.0
+
+# A 3D surface is drawn through a grid at least this fine (see surface3d_heights), seen from this
+# elevation in degrees.
+_SURFACE3D_POINTS = 100
+_ELEVATION = 45
 
 Levels = int | Sequence[float] | None
 _P = ParamSpec("_P")
@@ -600,26 +607,36 @@ def _draw_2d(
         # and y grows upwards (origin lower).
         mappable = ax.pcolormesh(x, y, z, shading="nearest", cmap=CMAP, vmin=lo, vmax=hi)
     else:
-        # plot_surface ignores masks but drops NaN corners, so points never computed (NaN)
-        # are holes.  Values above the range, diverged ones (+inf) included, are clipped to a
-        # flat rim at the top as in the paper's renders: holes there would leave a jagged
-        # crown of half-drawn faces.  Values below the range sit on the floor.
-        raw = np.ma.getdata(z).astype(float)
-        with np.errstate(invalid="ignore"):
-            zz = np.where(np.isnan(raw), np.nan, np.clip(raw, lo, hi))
-        xx, yy = np.meshgrid(x, y)
-        mappable = ax.plot_surface(
-            xx,
-            yy,
-            zz,
-            cmap=CMAP,
+        xf, yf, zf = surface3d_heights(x, y, np.ma.getdata(z).astype(float), lo, hi)
+        # Shaded by a light from the upper left: flat colour alone hides the surface's form.
+        # NaN (a hole) is shaded as the rim but drawn as a gap, since plot_surface drops it.
+        light = LightSource(azdeg=315, altdeg=45)
+        colors = light.shade(
+            np.where(np.isnan(zf), hi, zf),
+            cmap=matplotlib.colormaps[CMAP],
             vmin=lo,
             vmax=hi,
+            blend_mode="soft",
+            vert_exag=0.25 * float(np.ptp(x)) / ((hi - lo) or 1.0),
+            dx=float(xf[1] - xf[0]),
+            dy=float(yf[1] - yf[0]),
+        )
+        xx, yy = np.meshgrid(xf, yf)
+        ax.plot_surface(
+            xx,
+            yy,
+            zf,
+            facecolors=colors,
+            shade=False,
             linewidth=0,
             antialiased=False,
-            rcount=min(len(y), 200),  # the default 50 would blur grids finer than 50 x 50
-            ccount=min(len(x), 200),
+            rcount=min(len(yf), 200),  # the default 50 would blur grids finer than 50 x 50
+            ccount=min(len(xf), 200),
         )
+        mappable = ScalarMappable(norm=Normalize(lo, hi), cmap=CMAP)
+        # From higher than matplotlib's 30 degrees: the basin shows, and fewer faces of the
+        # walls overlap (matplotlib sorts faces by depth, with no z-buffer).
+        ax.view_init(elev=_ELEVATION, azim=-60)
         ax.set_xlim(x.min(), x.max())
         ax.set_ylim(y.min(), y.max())
         ax.set_zlim(lo, hi)
@@ -633,6 +650,59 @@ def _draw_2d(
             ax.plot(0, 0, marker="*", ms=10, color="white", mec="black", zorder=5)
         _set_aspect(ax, x, y)
     return mappable
+
+
+def surface3d_heights(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The heights a 3D surface is drawn with: z (ny, nx) clipped to [lo, hi] and refined to
+    at least _SURFACE3D_POINTS per axis by a cubic (Catmull-Rom) curve through every point.
+
+    Values above the range, diverged ones (+inf) included, form a flat rim at the top as in the
+    paper's renders; values below it sit on the floor.  The refined surface passes through
+    every measured value: it only replaces a coarse grid's flat facets and the zigzag
+    where they meet the rim by a smooth surface.  NaN (never computed) stays a hole over the
+    cells around its point (filled with the mean for the cubic's sake in the cells beyond).
+    """
+    with np.errstate(invalid="ignore"):
+        clipped = np.where(np.isnan(z), np.nan, np.clip(z, lo, hi))
+    factors = [max(1, -(-(_SURFACE3D_POINTS - 1) // (len(v) - 1))) for v in (y, x)]  # ceil
+    wy, wx = (_catmull_rom(len(v), f) for v, f in zip((y, x), factors, strict=True))
+    holes = np.isnan(clipped)
+    filled = np.where(holes, np.nanmean(clipped) if not holes.all() else hi, clipped)
+    fine = np.clip(wy @ filled @ wx.T, lo, hi)
+    # A hole covers the cells that touch its point, as plot_surface leaves a coarse one.
+    ly, lx = (_catmull_rom(len(v), f, linear=True) for v, f in zip((y, x), factors, strict=True))
+    fine[(ly != 0) @ holes @ (lx != 0).T > 0] = np.nan
+    return wx @ x, wy @ y, fine
+
+
+def _catmull_rom(n: int, factor: int, linear: bool = False) -> np.ndarray:
+    """Weights ((n - 1) * factor + 1, n) that put `factor` steps of a Catmull-Rom cubic (or a
+    straight line) between neighbouring samples; the cubic's ends are extended by lines."""
+    rows = np.zeros(((n - 1) * factor + 1, n))
+    for i in range(len(rows)):
+        k, step = divmod(i, factor)
+        if k == n - 1:
+            rows[i, k] = 1.0
+            continue
+        t = step / factor
+        if linear:
+            rows[i, k], rows[i, k + 1] = 1.0 - t, t
+            continue
+        weights = 0.5 * np.array(
+            [-t + 2 * t**2 - t**3, 2 - 5 * t**2 + 3 * t**3, t + 4 * t**2 - 3 * t**3, t**3 - t**2]
+        )
+        for j, w in zip((k - 1, k, k + 1, k + 2), weights, strict=True):
+            if j < 0:  # the sample before the first: 2 * first - second
+                rows[i, 0] += 2 * w
+                rows[i, 1] -= w
+            elif j >= n:
+                rows[i, n - 1] += 2 * w
+                rows[i, n - 2] -= w
+            else:
+                rows[i, j] += w
+    return rows
 
 
 def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:

@@ -13,6 +13,7 @@ from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.text import Annotation
+from numpy.testing import assert_allclose
 
 from landscape import plot
 from landscape.errors import LandscapeError
@@ -119,8 +120,34 @@ def test_surface3d_uses_a_real_3d_axes_and_clips(broken: SurfaceData) -> None:
     lo, hi = ax.get_zlim()
     # The huge 1e30 point must not set the scale: the robust vmax keeps the basin visible.
     assert hi < 10
-    faces = ax.collections[0].get_array()
-    assert len(faces) > 0 and np.all(np.isfinite(faces)) and faces.max() <= hi
+    assert len(ax.collections[0].get_facecolor()) > 0
+
+
+def test_surface3d_heights_pass_through_the_points_and_clip() -> None:
+    x, y = np.linspace(-1, 1, NX), np.linspace(-0.5, 0.5, NY)
+    xx, yy = np.meshgrid(x, y)
+    z = 1 + xx**2 + 3 * yy**2
+    z[2, 3], z[0, 0] = np.nan, np.inf  # a hole and a diverged point
+    xf, yf, zf = plot.surface3d_heights(x, y, z, 1.0, 2.0)
+    fx, fy = (len(xf) - 1) // (NX - 1), (len(yf) - 1) // (NY - 1)
+    assert fx > 1 and fy > 1 and 100 <= len(xf) < 200 and 100 <= len(yf) < 200
+    assert_allclose(xf[::fx], x) and assert_allclose(yf[::fy], y)
+    measured = zf[::fy, ::fx]
+    assert_allclose(measured[np.isfinite(z)], np.clip(z[np.isfinite(z)], 1, 2))
+    assert measured[0, 0] == 2.0  # inf sits on the rim
+    assert np.isnan(measured[2, 3]) and np.isfinite(measured[0, 1])
+    assert np.nanmin(zf) >= 1.0 and np.nanmax(zf) <= 2.0
+    holes = np.argwhere(np.isnan(zf))  # the four cells around the missing point, open
+    assert (holes.min(0) == [fy + 1, 2 * fx + 1]).all() and (
+        holes.max(0) == [3 * fy - 1, 4 * fx - 1]
+    ).all()
+    # A cubic through the points: a plane is reproduced exactly between them.
+    plane = 1.5 + 0.1 * xx + 0.2 * yy
+    xf, yf, zf = plot.surface3d_heights(x, y, plane, 0.0, 3.0)
+    assert_allclose(zf, 1.5 + 0.1 * xf[None, :] + 0.2 * yf[:, None])
+    # A grid as fine as the drawing is drawn as it is.
+    fine = np.linspace(0, 1, 120)
+    assert plot.surface3d_heights(fine, fine, np.ones((120, 120)), 0, 2)[2].shape == (120, 120)
 
 
 def test_heatmap_masks_non_finite(broken: SurfaceData) -> None:
