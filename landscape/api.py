@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from . import directions as _dirs
 from . import storage
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint
-from .config import LOSSES, NORMS, PRECISIONS, EngineConfig
+from .config import DIR_TYPES, LOSSES, NORMS, PRECISIONS, EngineConfig, resolve_dir_type
 from .data import subset_indices
 from .directions import Direction, target_tensors
 from .engine import EvalSet, resolve_device
@@ -106,7 +106,7 @@ def random_directions(
     The same seed gives the directions `landscape surface` draws for surface.directions.seed.
     """
     _check_direction_options(norm, ignore, dir_type)
-    targets = target_tensors(model, dir_type)
+    targets = target_tensors(model, resolve_dir_type(dir_type, "random"))
     return _dirs.random_directions(targets, n, norm, ignore, seed=seed)
 
 
@@ -169,7 +169,7 @@ def loss_surface(
     directions: Sequence[Direction] | DirectionSet | None = None,
     norm: str = "filter",
     ignore: str = "biasbn",
-    dir_type: str = "weights",
+    dir_type: str = "auto",
     seed: int = 0,
     orthogonalize: bool = False,
     loss: str | MetricFn = "crossentropy",
@@ -194,6 +194,9 @@ def loss_surface(
     directions: None for seeded random ones (norm, ignore, dir_type, seed as in a config),
       a list of direction dicts (e.g. from random_directions), or a DirectionSet from
       line_directions / plane_directions.
+    dir_type: 'weights' (parameters), 'states' (every float state_dict entry, BN statistics
+      included), or 'auto': states along a DirectionSet, so that its ends are the networks
+      themselves, else weights.
     loss: 'crossentropy', 'mse', or a callable (outputs, targets) -> mean loss of the batch;
       metrics: more such callables, recorded per split as <split>_<name>. Accuracy is recorded
       when the targets are integer class labels.
@@ -221,6 +224,7 @@ def loss_surface(
             f"loss: {loss!r} needs integer class labels as targets; for other targets pass a "
             "callable (outputs, targets) -> mean loss"
         )
+    dir_type = resolve_dir_type(dir_type, "line" if isinstance(directions, DirectionSet) else "")
     draw, kind, dirs_sha = _draw(net, directions, ys is not None, norm, ignore, dir_type, seed)
     if orthogonalize and len(draw[1]) == 2:
         draw[1][1] = _dirs.orthogonalize(draw[1][0], draw[1][1])
@@ -461,7 +465,7 @@ def _check_options(
 def _check_direction_options(norm: str, ignore: str, dir_type: str) -> None:
     _one_of("norm", norm, NORMS)
     _one_of("ignore", ignore, ("biasbn", "none"))
-    _one_of("dir_type", dir_type, ("weights", "states"))
+    _one_of("dir_type", dir_type, DIR_TYPES)
 
 
 def _one_of(key: str, value: Any, choices: Sequence[str]) -> None:

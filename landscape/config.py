@@ -98,6 +98,19 @@ class TrainConfig:
             raise ConfigError(f"must be >= 0, got {self.workers}", key=f"{key}.workers")
 
 
+DIR_TYPES = ("auto", "weights", "states")
+
+
+def resolve_dir_type(dir_type: str, kind: str) -> str:
+    """'auto': the full state ('states') for a line or plane between networks, so that its
+    points carry interpolated BN statistics and its ends are the networks themselves (as in
+    the paper's 1D interpolation); the parameters ('weights') for random and given directions,
+    which move a trained network away from its own statistics."""
+    if dir_type != "auto":
+        return dir_type
+    return "states" if kind in ("line", "plane") else "weights"
+
+
 @dataclass
 class DirectionConfig:
     """How the plotting directions are made and normalized."""
@@ -105,16 +118,22 @@ class DirectionConfig:
     kind: str = "random"
     norm: str = "filter"
     ignore: str = "biasbn"
-    dir_type: str = "weights"
+    dir_type: str = "auto"  # see effective_dir_type
     seed: int = 0
     orthogonalize: bool = False
     checkpoints: list[str] = field(default_factory=list)
+
+    @property
+    def effective_dir_type(self) -> str:
+        """The dir_type in effect: 'auto' resolved for this kind (resolve_dir_type). Kept
+        unresolved in the config itself, since a run may change the kind it inherits."""
+        return resolve_dir_type(self.dir_type, self.kind)
 
     def validate(self, key: str) -> None:
         _choice(self.kind, ("random", "line", "plane"), f"{key}.kind")
         _choice(self.norm, NORMS, f"{key}.norm")
         _choice(self.ignore, ("biasbn", "none"), f"{key}.ignore")
-        _choice(self.dir_type, ("weights", "states"), f"{key}.dir_type")
+        _choice(self.dir_type, DIR_TYPES, f"{key}.dir_type")
         need = {"random": 0, "line": 2, "plane": 3}[self.kind]
         if len(self.checkpoints) != need:
             raise ConfigError(

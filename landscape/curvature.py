@@ -372,7 +372,7 @@ def _directions(
     refs = [cfg.resolve_checkpoint(c) for c in dcfg.checkpoints]
     _, dirs = build_directions(dcfg, model, 0, ndir, refs)
     cpu = [{k: t.detach().cpu() for k, t in d.items()} for d in dirs]
-    return cpu, dcfg.dir_type, f"config ({dcfg.kind}, seed {dcfg.seed})"
+    return cpu, dcfg.effective_dir_type, f"config ({dcfg.kind}, seed {dcfg.seed})"
 
 
 def _same_grid(surface_path: Path, source: str, surf: storage.SurfaceData) -> bool:

@@ -470,7 +470,7 @@ def job_from_config(cfg: Config, device: str | None = None) -> SurfaceJob:
         # A line or plane starts at its first checkpoint, buffers (BN running statistics)
         # included, so that its origin is that network and not weights of one with stats of another.
         load_state_into(model, load_checkpoint(refs[0])["state_dict"], f"checkpoint {refs[0]}")
-    targets = target_tensors(model, scfg.directions.dir_type)
+    targets = target_tensors(model, scfg.directions.effective_dir_type)
     draws = [build_directions(scfg.directions, model, k, ndir, refs) for k in range(scfg.repeats)]
     expected = fingerprint(cfg, sha)  # after loading refs: a missing one is a LandscapeError there
     attrs = {
@@ -483,7 +483,7 @@ def job_from_config(cfg: Config, device: str | None = None) -> SurfaceJob:
         "dir_kind": scfg.directions.kind,
         "norm": scfg.directions.norm,
         "ignore": scfg.directions.ignore,
-        "dir_type": scfg.directions.dir_type,
+        "dir_type": scfg.directions.effective_dir_type,
         "direction_seed": scfg.directions.seed,
         "orthogonalize": scfg.directions.orthogonalize,
         **evaluation_attrs(cfg),
@@ -517,12 +517,12 @@ def build_directions(
 
     `checkpoints` are the resolved paths of dcfg.checkpoints (for lines and planes).
     """
-    targets = target_tensors(model, dcfg.dir_type)
+    targets = target_tensors(model, dcfg.effective_dir_type)
     if dcfg.kind == "random":
         dirs = random_directions(targets, n, dcfg.norm, dcfg.ignore, seed=dcfg.seed + repeat)
         origin = {k: t.detach().clone() for k, t in targets.items()}
     else:
-        states = [_checkpoint_targets(str(p), model, dcfg.dir_type) for p in checkpoints]
+        states = [_checkpoint_targets(str(p), model, dcfg.effective_dir_type) for p in checkpoints]
         origin = states[0]
         if dcfg.kind == "line":
             dirs = [difference(states[0], states[1])]
@@ -556,6 +556,8 @@ def _value_settings(text: Any) -> Any:
 def fingerprint(cfg: Config, sha: str) -> dict[str, str]:
     """What a resumed file must agree on: the surface settings, model, data and checkpoint."""
     s = cfg.to_dict()
+    # What 'auto' stood for: a file made with the same directions resumes whichever was written.
+    s["surface"]["directions"]["dir_type"] = cfg.surface.directions.effective_dir_type
     return {
         "fingerprint_surface": yaml.safe_dump(_value_settings(s["surface"]), sort_keys=True),
         "fingerprint_model": yaml.safe_dump(s["model"], sort_keys=True),

@@ -238,19 +238,21 @@ def test_line_and_plane_from_modules_state_dicts_and_checkpoints(
     b_file = save_checkpoint(tmp_path / "b.pt", b, "tiny", {})
     torch.save(c.state_dict(), tmp_path / "c.pt")  # a plain state_dict file
 
-    # Moving every state entry (BN statistics included) lands exactly on b.
+    # By default a line moves every state entry (BN statistics included): it lands exactly on b.
     line = landscape.line_directions(tiny_net, b_file)
-    s = landscape.loss_surface(tiny_net, (x, y), x=(0, 1, 2), y=None, directions=line,
-                               dir_type="states")  # fmt: skip
-    assert s.attrs["dir_kind"] == "line"
+    s = landscape.loss_surface(tiny_net, (x, y), x=(0, 1, 2), y=None, directions=line)
+    assert s.attrs["dir_kind"] == "line" and s.attrs["dir_type"] == "states"
     assert s.metrics["train_loss"][0] == pytest.approx(_ce(tiny_net, x, y), rel=1e-5)
     assert s.metrics["train_loss"][1] == pytest.approx(_ce(b, x, y), rel=1e-5)
 
     plane = landscape.plane_directions(tiny_net.state_dict(), b, tmp_path / "c.pt")
-    p = landscape.loss_surface(tiny_net, (x, y), x=(0, 1, 2), y=(0, 1, 2), directions=plane,
-                               dir_type="states")  # fmt: skip
+    p = landscape.loss_surface(tiny_net, (x, y), x=(0, 1, 2), y=(0, 1, 2), directions=plane)
     assert p.metrics["train_loss"][0, 1] == pytest.approx(_ce(b, x, y), rel=1e-5)  # (x=1, y=0)
     assert p.metrics["train_loss"][1, 0] == pytest.approx(_ce(c, x, y), rel=1e-5)  # (x=0, y=1)
+    # With the parameters alone, b's weights carry a's statistics: not b.
+    w = landscape.loss_surface(tiny_net, (x, y), x=(0, 1, 2), y=None, directions=line,
+                               dir_type="weights")  # fmt: skip
+    assert w.metrics["train_loss"][1] != pytest.approx(_ce(b, x, y), rel=1e-3)
 
     # The line starts at a's buffers too: from b back to a, the origin is b, statistics and all.
     back = landscape.line_directions(b, tiny_net)
