@@ -32,7 +32,7 @@ from .data import subset_indices
 from .directions import Direction, target_tensors
 from .engine import EvalSet, resolve_device
 from .errors import LandscapeError
-from .surface import MetricFn, SurfaceJob, run_job
+from .surface import MetricFn, SurfaceJob, axis_coords, run_job
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -483,7 +483,7 @@ def _axis(key: str, spec: Any) -> np.ndarray:
         raise LandscapeError(f"{key}: expected finite min, max and a positive num, got {spec!r}")
     if lo > hi or (lo == hi and num > 1):
         raise LandscapeError(f"{key}: min {lo} must be below max {hi}")
-    return np.linspace(lo, hi, int(num))
+    return axis_coords((lo, hi, num))
 
 
 # ----------------------------------------------------------------------------- fingerprints

@@ -138,7 +138,14 @@ def model_from_loaded(
         raise LandscapeError(
             f"checkpoint {path} is a bare state_dict: give model.name in the config"
         )
-    args = dict(ckpt.get("model_args") or model_args or {})
+    stored_args = ckpt.get("model_args") or {}
+    for key, value in (model_args or {}).items():
+        if key in stored_args and stored_args[key] != value:
+            raise LandscapeError(
+                f"checkpoint {path} was made with {key}={stored_args[key]!r}, but the config "
+                f"gives {value!r} (model.args, or the data's): make them agree"
+            )
+    args = dict(stored_args or model_args or {})
     model = create_model(name, **args)
     load_state_into(model, ckpt["state_dict"], f"checkpoint {path}")
     return model

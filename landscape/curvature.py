@@ -50,7 +50,7 @@ from .engine import (
 from .errors import LandscapeError
 from .hessian import hessian_extremes, hutchinson_trace
 from .stats import HESSIAN_RATIO
-from .surface import Log, ProgressFactory, bn_tensors
+from .surface import Log, ProgressFactory, axis_coords, bn_tensors
 from .train import load_trained
 
 HESSIAN_FILE = "hessian.h5"
@@ -170,8 +170,8 @@ def compute_hessian_map(
         load_state_into(model, load_checkpoint(refs[0])["state_dict"], f"checkpoint {refs[0]}")
     dirs, dir_type, source = _directions(cfg, model, sha, log)
     targets = target_tensors(model, dir_type)
-    xs = np.linspace(scfg.x[0], scfg.x[1], opts.grid)
-    ys = np.linspace(scfg.y[0], scfg.y[1], opts.grid) if scfg.y is not None else None
+    xs = axis_coords((scfg.x[0], scfg.x[1], opts.grid))
+    ys = axis_coords((scfg.y[0], scfg.y[1], opts.grid)) if scfg.y is not None else None
     expected = _fingerprint(cfg, opts, seed, samples, sha, dirs, xs, ys)
 
     if path.exists() and overwrite:

@@ -44,6 +44,7 @@ PROVENANCE_KEYS = (
     "bn",
     "loss",
     "samples",
+    "examples",
     "created",
     "landscape_version",
     "torch_version",

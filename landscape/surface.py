@@ -68,8 +68,11 @@ Log = Callable[[str], None]
 
 
 def axis_coords(spec: Sequence[float]) -> np.ndarray:
-    """Coordinates of one grid axis from [min, max, num]."""
+    """Coordinates of one grid axis from [min, max, num]; one point is the middle of the range
+    (the trained point on the usual symmetric range), not its lower end."""
     lo, hi, num = spec
+    if int(num) == 1:
+        return np.array([(float(lo) + float(hi)) / 2])
     return np.linspace(float(lo), float(hi), int(num))
 
 
@@ -229,6 +232,9 @@ class _MemoryWriter:
             self.surf.metrics[name][index] = vals
         self.surf.done[index] = True
 
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        self.surf.attrs.update(attrs)
+
     def close(self) -> None:
         pass
 
@@ -243,6 +249,9 @@ def _evaluate(
     """Measure the pending points draw by draw; the model is back at its weights afterwards."""
     data = dict(job.data() if callable(job.data) else job.data)
     bn_data = job.bn_data() if callable(job.bn_data) else job.bn_data
+    if writer is not None:
+        # What each split held: `samples` may ask for more than a split has (then it is whole).
+        writer.set_attrs({"examples": [len(data[s]) for s in job.splits]})
     bar = progress(len(pending), 0) if progress is not None and writer is not None else None
     try:
         by_draw: dict[int, list[tuple[int, ...]]] = {}

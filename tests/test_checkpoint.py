@@ -126,6 +126,15 @@ def test_mismatched_model_name(tmp_path: Path, model: nn.Module) -> None:
     assert "'resnet20'" in msg and "'resnet56'" in msg and str(path) in msg
 
 
+def test_model_args_that_differ_from_the_checkpoints(tmp_path: Path, model: nn.Module) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", model, "resnet20", ARGS)
+    given = {**ARGS, "num_classes": ARGS["num_classes"] + 1}
+    msg = _one_line_error(model_from_checkpoint, path, "resnet20", given)
+    assert f"num_classes={ARGS['num_classes']}" in msg and str(path) in msg
+    # Arguments that agree, or that the checkpoint does not record, are fine.
+    model_from_checkpoint(path, "resnet20", {**ARGS, "unrecorded": 1})
+
+
 def test_state_dict_of_another_architecture_names_a_key(tmp_path: Path, model: nn.Module) -> None:
     path = tmp_path / "bare.pt"
     torch.save(model.state_dict(), path)

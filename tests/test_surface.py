@@ -32,7 +32,7 @@ from landscape.data import eval_dataset
 from landscape.directions import random_directions, target_tensors
 from landscape.engine import EvalSet, PointEvaluator
 from landscape.errors import LandscapeError
-from landscape.surface import compute_surface
+from landscape.surface import axis_coords, compute_surface
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -92,6 +92,7 @@ def test_origin_is_the_models_own_loss_and_accuracy(grid_surface: tuple[Any, Pat
     cfg, path = grid_surface
     s = storage.read_surface(path)
     assert s.x[ORIGIN[1]] == 0.0 and s.y[ORIGIN[0]] == 0.0
+    assert s.attrs["samples"] == -1 and list(s.attrs["examples"]) == [64, 32]  # what each held
     model = _model(cfg)
     for split in ("train", "test"):
         loss, acc = _plain_eval(model, *_split(cfg, split))
@@ -557,3 +558,9 @@ def test_torchrun_two_ranks_equal_one_process(
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     _compare_with_one_process(cfg, tmp_path)
+
+
+def test_a_one_point_axis_is_the_middle_of_its_range() -> None:
+    assert axis_coords([-1, 1, 1]).tolist() == [0.0]
+    assert axis_coords([0.5, 0.5, 1]).tolist() == [0.5]
+    assert axis_coords([-1, 1, 3]).tolist() == [-1.0, 0.0, 1.0]
