@@ -26,6 +26,9 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except LandscapeError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # a folder that cannot be made, a file that cannot be written
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
         except KeyboardInterrupt:
             click.echo(
                 "interrupted: finished work is saved; run the same command again to resume",
@@ -268,13 +271,25 @@ class _process_group:
             dist.destroy_process_group()
 
 
-def _names(_ctx: click.Context, _param: click.Parameter, text: str | None) -> list[str] | None:
-    """--titles "a,b" as ["a", "b"]."""
-    return [t.strip() for t in text.split(",")] if text else None
+def _names(
+    _ctx: click.Context, _param: click.Parameter, given: tuple[str, ...]
+) -> list[str] | None:
+    """--titles "a,b" as ["a", "b"]; repeated (--titles "a, b" --titles c) one title each."""
+    if len(given) == 1:
+        return [t.strip() for t in given[0].split(",")]
+    return list(given) or None
+
+
+def _kinds(_ctx: click.Context, _param: click.Parameter, given: tuple[str, ...]) -> list[str]:
+    """--kinds contour --kinds heatmap, or --kinds contour,heatmap."""
+    return [k.strip() for text in given for k in text.split(",") if k.strip()]
 
 
 _TITLES = click.option(
-    "--titles", default=None, callback=_names, help="Comma-separated names for the files."
+    "--titles",
+    multiple=True,
+    callback=_names,
+    help="Names for the files, comma-separated, or one per --titles (a title with a comma).",
 )
 _KIND_HELP = "Plot kinds: contour, contourf, heatmap, surface3d (2D), line (1D); repeatable."
 
@@ -285,18 +300,20 @@ def _figure_options(kinds_help: str) -> Callable[[Callable[..., Any]], Callable[
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [
             click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False)),
-            click.option("--kinds", "kinds", multiple=True, help=kinds_help),
+            click.option("--kinds", "kinds", multiple=True, callback=_kinds, help=kinds_help),
             click.option(
                 "--metric", default=None, help="train_loss, test_loss, train_acc, test_acc, ..."
             ),
             click.option("--vmin", type=float, default=None, help="Lowest value of the scale."),
             click.option("--vmax", type=float, default=None, help="Highest value of the scale."),
-            click.option("--levels", type=int, default=None, help="Number of contour levels."),
+            click.option(
+                "--levels", type=click.IntRange(min=2), default=None, help="Contour levels."
+            ),
             click.option("--log", is_flag=True, help="Log10 color/height scale."),
             click.option(
                 "--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png"
             ),
-            click.option("--dpi", type=int, default=150),
+            click.option("--dpi", type=click.IntRange(min=1), default=150),
         ]
         for option in reversed(options):
             fn = option(fn)
@@ -315,16 +332,27 @@ def _figure_options(kinds_help: str) -> Callable[[Callable[..., Any]], Callable[
     help="Folder for the figures (default: beside the file).",
 )
 @_fail_cleanly
-def plot(files: tuple[str, ...], kinds: tuple[str, ...], out_dir: str | None, **style: Any) -> None:
+def plot(files: tuple[str, ...], kinds: list[str], out_dir: str | None, **style: Any) -> None:
     """Draw figures of surface FILES (ours or the original code's HDF5 files).
 
     Example: landscape plot outputs/quickstart/resnet56/surface.h5 --kinds contour --kinds surface3d
     """
     from .plot import plot_file
 
-    for f in files:
-        for p in plot_file(f, kinds=list(kinds) or None, out_dir=out_dir, **style):
+    for f, stem in zip(files, _figure_stems(files, out_dir), strict=True):
+        for p in plot_file(f, kinds=kinds or None, out_dir=out_dir, stem=stem, **style):
             click.echo(str(p))
+
+
+def _figure_stems(files: tuple[str, ...], out_dir: str | None) -> list[str]:
+    """Each file's figure name stem: its own, or, where two files would write into one folder
+    under one name (outputs/quickstart/*/surface.h5 --out figs), its folder's name before it."""
+    paths = [Path(f) for f in files]
+    places = [(Path(out_dir) if out_dir else p.parent).resolve() / p.stem for p in paths]
+    return [
+        f"{p.parent.resolve().name}_{p.stem}" if places.count(place) > 1 else p.stem
+        for p, place in zip(paths, places, strict=True)
+    ]
 
 
 @main.command()
@@ -341,7 +369,7 @@ def plot(files: tuple[str, ...], kinds: tuple[str, ...], out_dir: str | None, **
 @_fail_cleanly
 def compare(
     files: tuple[str, ...],
-    kinds: tuple[str, ...],
+    kinds: list[str],
     titles: list[str] | None,
     out_path: str,
     **style: Any,
@@ -352,7 +380,7 @@ def compare(
     """
     from .pipeline import compare_figures
 
-    for p in compare_figures(list(files), titles, list(kinds) or None, out_path=out_path, **style):
+    for p in compare_figures(list(files), titles, kinds or None, out_path=out_path, **style):
         click.echo(str(p))
 
 
@@ -363,6 +391,13 @@ def compare(
 @click.option("--metric", default=None)
 @click.option("--log", "log_scale", is_flag=True, help="VTP: log(value + 0.1) heights.")
 @click.option("--zmax", type=float, default=None, help="VTP: clip heights above this value.")
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="VTP: which direction draw of a file with surface.repeats > 1.",
+)
 @_fail_cleanly
 def export(
     file: str,
@@ -371,6 +406,7 @@ def export(
     metric: str | None,
     log_scale: bool,
     zmax: float | None,
+    repeat: int,
 ) -> None:
     """Export a surface as VTK PolyData (ParaView), CSV or NPZ.
 
@@ -378,7 +414,10 @@ def export(
     """
     from .export import export_surface
 
-    click.echo(str(export_surface(file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax)))
+    written = export_surface(
+        file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax, repeat=repeat
+    )
+    click.echo(str(written))
 
 
 @main.command()
@@ -466,8 +505,10 @@ def report(
     show_default=True,
     help="Comma-separated model names.",
 )
-@click.option("--image-size", type=int, default=32, show_default=True)
-@click.option("--samples", type=int, default=2000, show_default=True, help="Images per grid point.")
+@click.option("--image-size", type=click.IntRange(min=8), default=32, show_default=True)
+@click.option(
+    "--samples", type=click.IntRange(min=1), default=2000, show_default=True, help="Images."
+)
 @click.option("--grid", default="3x3", show_default=True, help="Grid points, e.g. 3x3.")
 @click.option(
     "--precisions",
@@ -559,6 +600,8 @@ def bench(
             f"expected NxM like 3x3, got {grid!r}", param_hint="--grid"
         ) from None
     _check_device(device)
+    if json_out:  # fail now, not after the benchmark has run
+        Path(json_out).open("a").close()
     results = run_benchmark(
         models=tuple(m.strip() for m in model_names.split(",")),
         image_size=image_size,

@@ -47,7 +47,7 @@ from .engine import (
     mean_loss,
     resolve_device,
 )
-from .errors import LandscapeError
+from .errors import START_AFRESH, LandscapeError, differences
 from .hessian import hessian_extremes, hutchinson_trace
 from .stats import HESSIAN_RATIO
 from .surface import Log, ProgressFactory, axis_coords, bn_tensors
@@ -177,11 +177,10 @@ def compute_hessian_map(
     if path.exists() and overwrite:
         path.unlink()
     if path.exists():
-        if storage.read_attrs(path).get("hessian_fingerprint") != expected:
-            raise LandscapeError(
-                f"{path} was made with other settings, checkpoint or directions: rerun with "
-                "--overwrite to start afresh"
-            )
+        stored = storage.read_attrs(path).get("hessian_fingerprint")
+        if stored != expected:
+            changed = differences(yaml.safe_load(stored or "{}"), yaml.safe_load(expected))
+            raise LandscapeError(f"{path} was made with other settings ({changed}): {START_AFRESH}")
     else:
         metrics = [f"{split}_loss", f"{split}_acc", *CURVATURE_METRICS]
         attrs = {

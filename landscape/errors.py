@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
+
+# How to get past a refusal to resume a file made with other settings.
+START_AFRESH = "delete it or pass --overwrite to start afresh, or write elsewhere with --out"
 
 
 class LandscapeError(Exception):
@@ -31,3 +35,27 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     near = closest(name, choices)
     hint = f" (did you mean {', '.join(near)}?)" if near else ""
     return f"unknown {kind} {name!r}{hint}; choose from: {', '.join(choices)}"
+
+
+def differences(before: Any, now: Any, prefix: str = "", most: int = 3) -> str:
+    """What changed between two nested settings, for a refusal to resume:
+    'surface.samples: 200 in the file, 100 now; seed: 0 in the file, 1 now'."""
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                walk(a.get(k, _MISSING), b.get(k, _MISSING), f"{key}.{k}" if key else str(k))
+        elif a != b:
+            show = {id(_MISSING): "unset"}
+            found.append(
+                f"{key or 'settings'}: {show.get(id(a), repr(a))} in the file, "
+                f"{show.get(id(b), repr(b))} now"
+            )
+
+    walk(before, now, prefix)
+    more = f"; and {len(found) - most} more" if len(found) > most else ""
+    return "; ".join(found[:most]) + more
+
+
+_MISSING = object()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,15 @@ def pick_metric(surf: SurfaceData, metric: str | None) -> str:
     if metric not in surf.metrics:
         raise LandscapeError(where + unknown_name_message("metric", metric, surf.metrics))
     return metric
+
+
+def check_not_an_input(out: Path, inputs: Sequence[str | Path]) -> None:
+    """Refuse to write over a surface file being read: its results would be lost."""
+    for p in inputs:
+        if out.exists() and out.resolve() == Path(p).resolve():
+            raise LandscapeError(
+                f"{out} is an input file: writing there would destroy it; give another output path"
+            )
 
 
 def export_surface(
@@ -58,6 +68,7 @@ def export_surface(
         )
     surf = read_surface(path)
     out_path = Path(out) if out is not None else Path(path).with_suffix(f".{fmt}")
+    check_not_an_input(out_path, [path])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "vtp":
         _write_vtp(surf.repeat(repeat), out_path, pick_metric(surf, metric), log, zmax, interpolate)

@@ -36,7 +36,7 @@ from .checkpoint import file_sha256, load_checkpoint, load_state_into
 from .config import Config, TrajectoryConfig
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
-from .errors import LandscapeError
+from .errors import START_AFRESH, LandscapeError, differences
 from .surface import (
     Log,
     ProgressFactory,
@@ -124,10 +124,8 @@ def compute_trajectory(
     if path.exists():
         have = storage.read_attrs(path).get("trajectory_fingerprint")
         if have != expected:
-            raise LandscapeError(
-                f"{path} was made from other checkpoints or settings: rerun with --overwrite "
-                "to start afresh"
-            )
+            changed = differences(yaml.safe_load(have or "{}"), yaml.safe_load(expected))
+            raise LandscapeError(f"{path} was made with other settings ({changed}): {START_AFRESH}")
         extra = storage.read_extra(path)
         if "explained_variance" not in extra:  # killed between creating the file and the path
             path.unlink()

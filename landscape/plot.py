@@ -408,11 +408,13 @@ def plot_file(
     vmax: float | None = None,
     levels: Levels = None,
     log: bool = False,
+    stem: str | None = None,
 ) -> list[Path]:
     """Draw the requested kinds of the surface in `path`; returns the written files.
 
-    Files are named `<stem>_<metric>_<kind>.<fmt>`; a 2D file with several direction draws gets
-    one figure per draw, `..._r<k>.<fmt>`; a 1D "line" of all metrics uses "all" as the metric.
+    Files are named `<stem>_<metric>_<kind>.<fmt>` (stem: the file's own, unless given); a 2D
+    file with several direction draws gets one figure per draw, `..._r<k>.<fmt>`; a 1D "line"
+    of all metrics uses "all" as the metric.
     """
     fmt = fmt.lower().lstrip(".")
     if fmt not in FIG_FORMATS:
@@ -423,7 +425,7 @@ def plot_file(
         _check_kind(kind, surf.ndim)  # all checked before anything is drawn
     name = pick_metric(surf, metric)
     out = Path(out_dir) if out_dir is not None else Path(path).parent
-    stem = Path(path).stem
+    stem = stem or Path(path).stem
     draws = list(range(surf.repeats)) if surf.ndim == 2 and surf.repeats > 1 else [0]
     written = []
     for kind in kinds:

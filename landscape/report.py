@@ -24,6 +24,7 @@ import numpy as np
 
 from . import plot
 from .errors import LandscapeError
+from .export import check_not_an_input
 from .metrics import stats_to_jsonable
 from .stats import HESSIAN_RATIO, PROVENANCE_KEYS, StatsOptions, compare_stats
 from .storage import SurfaceData, read_extra, read_surface
@@ -52,6 +53,7 @@ def write_report(
     out = Path(out)
     if out.is_dir():
         raise LandscapeError(f"{out} is a folder; give the report a file name such as report.html")
+    check_not_an_input(out, paths)
     runs, table = compare_stats(paths, titles, metric, radii, options=options)
     names = list(runs)
     surfs = [read_surface(p) for p in paths]

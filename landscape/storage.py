@@ -257,34 +257,53 @@ def _read_ours(f: Any, path: str) -> SurfaceData:
             f"{path}: schema version {version} is newer than this landscape ({SCHEMA_VERSION}); "
             "upgrade landscape to read it"
         )
+    repeats = _repeats(attrs.get("repeats", 1), path)
     names = [str(n) for n in attrs.get("metrics", [])]
     # `done` first: a writer stores values before marking them done, so a point read as done
     # while a run is still writing already holds its value.
-    done = f["done"][...].astype(bool)
-    metrics = {n: f[n][...] for n in names if n in f}
-    y = f["y"][...] if "y" in f else None
+    done = _dataset(f, "done", path, _RECOMPUTE).astype(bool)
+    # A listed metric may be absent (a Surface saved after dropping one); the others are read.
+    metrics = {n: _dataset(f, n, path, _RECOMPUTE) for n in names if n in f}
+    x = _coordinates(f, "x", path, _RECOMPUTE)
+    y = _coordinates(f, "y", path, _RECOMPUTE) if "y" in f else None
+    shape: tuple[int, ...] = (len(x),) if y is None else (len(y), len(x))
+    axes = ("nx",) if y is None else ("ny", "nx")
+    if repeats > 1:
+        shape, axes = (repeats, *shape), ("repeats", *axes)
+    for name, arr in [*metrics.items(), ("done", done)]:
+        if arr.shape != shape:
+            raise _damaged(
+                path,
+                f"dataset {name!r} has shape {arr.shape}, expected {shape} = ({', '.join(axes)})",
+                _RECOMPUTE,
+            )
     return SurfaceData(
-        x=f["x"][...],
-        y=y,
-        metrics=metrics,
-        done=done,
-        attrs=attrs,
-        path=path,
-        repeats=int(attrs.get("repeats", 1)),
+        x=x, y=y, metrics=metrics, done=done, attrs=attrs, path=path, repeats=repeats
     )
 
 
 def _read_original(f: Any, path: str) -> SurfaceData:
     """Files of the paper's code: metric[...] filled in meshgrid(x, y) order, i.e. [iy, ix]."""
-    x = f["xcoordinates"][...]
-    y = f["ycoordinates"][...] if "ycoordinates" in f else None
+    x = _coordinates(f, "xcoordinates", path, _RECOMPUTE_ORIGINAL)
+    y = _coordinates(f, "ycoordinates", path, _RECOMPUTE_ORIGINAL) if "ycoordinates" in f else None
     shape = (len(x),) if y is None else (len(y), len(x))
+    # What the original code allocates, for messages: (nx,) or (nx, ny).
+    allocated = (len(x),) if y is None else (len(x), len(y))
+    size = int(np.prod(shape))
     metrics: dict[str, np.ndarray] = {}
     for name in ORIGINAL_METRICS:
         if name in f:
+            arr = np.asarray(_dataset(f, name, path, _RECOMPUTE_ORIGINAL), dtype=np.float64)
+            if arr.size != size:
+                raise _damaged(
+                    path,
+                    f"dataset {name!r} has shape {arr.shape} ({arr.size} values), expected {size} "
+                    f"values, shape {allocated} = ({'nx' if y is None else 'nx, ny'})",
+                    _RECOMPUTE_ORIGINAL,
+                )
             # The original code allocates (nx, ny) but fills it by the flat index of a
             # (ny, nx) meshgrid, so reading the flat buffer as (ny, nx) is right for any shape.
-            arr = np.asarray(f[name][...], dtype=np.float64).reshape(shape)
+            arr = arr.reshape(shape)
             # It initialises unfinished points to -1.
             metrics[name] = np.where(arr == -1, np.nan, arr)
     if not metrics:
@@ -292,6 +311,55 @@ def _read_original(f: Any, path: str) -> SurfaceData:
     done = np.all([~np.isnan(a) for a in metrics.values()], axis=0)
     attrs = {"source": "original", "dir_kind": "random", "norm": "filter"}
     return SurfaceData(x=x, y=y, metrics=metrics, done=done, attrs=attrs, path=path)
+
+
+_RECOMPUTE = "rerun with --overwrite to compute it afresh"
+_RECOMPUTE_ORIGINAL = "compute it again (with the original code, or with `landscape surface`)"
+
+
+def _damaged(path: str, what: str, fix: str) -> LandscapeError:
+    """The one error for a file whose structure is broken (cut short, hand-edited)."""
+    return LandscapeError(f"{path}: damaged surface file: {what}; {fix}")
+
+
+def _dataset(f: Any, name: str, path: str, fix: str) -> np.ndarray:
+    """Dataset `name` read whole; a missing one, a group or non-numbers mean a damaged file."""
+    import h5py
+
+    obj = f.get(name)
+    if obj is None:
+        raise _damaged(path, f"dataset {name!r} is missing", fix)
+    if not isinstance(obj, h5py.Dataset):
+        raise _damaged(path, f"{name!r} is a group, not a dataset", fix)
+    if obj.dtype.kind not in "biuf":
+        raise _damaged(path, f"dataset {name!r} holds {obj.dtype}, not numbers", fix)
+    return np.asarray(obj[...])
+
+
+def _coordinates(f: Any, name: str, path: str, fix: str) -> np.ndarray:
+    """A coordinate axis: a non-empty 1-D array of finite numbers."""
+    arr = _dataset(f, name, path, fix)
+    if arr.ndim != 1 or arr.size == 0:
+        raise _damaged(
+            path, f"dataset {name!r} has shape {arr.shape}, expected a non-empty 1-D array", fix
+        )
+    if not np.isfinite(arr).all():
+        raise _damaged(path, f"dataset {name!r} holds non-finite coordinates", fix)
+    return arr
+
+
+def _repeats(value: Any, path: str) -> int:
+    """The 'repeats' attribute: how many direction draws, a positive integer."""
+    if (
+        isinstance(value, (int, float))
+        and np.isfinite(value)
+        and value >= 1
+        and value == int(value)
+    ):
+        return int(value)
+    raise _damaged(
+        path, f"attribute 'repeats' is {value!r}, expected a positive integer", _RECOMPUTE
+    )
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from .engine import (
     resolve_batch_size,
     resolve_device,
 )
-from .errors import LandscapeError
+from .errors import START_AFRESH, LandscapeError, differences
 from .train import load_trained
 
 if TYPE_CHECKING:
@@ -430,17 +430,26 @@ def _barrier(dist_info: Distributed) -> None:
 def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
     """Refuse to resume into a file made with another config, checkpoint or seed."""
     have = storage.read_attrs(path)
+    changed = []
     for key in FINGERPRINT_KEYS:
         mine, theirs = have.get(key), expected.get(key)
         if key == "fingerprint_surface":  # the API's files, and older ones, hold speed options
             mine, theirs = _value_settings(mine), _value_settings(theirs)
+        elif key.startswith("fingerprint_"):
+            mine, theirs = (yaml.safe_load(v) if isinstance(v, str) else v for v in (mine, theirs))
         if mine != theirs:
-            names = {"checkpoint_sha256": "checkpoint", "directions_sha256": "direction checkpoint"}
-            what = names.get(key, key.replace("fingerprint_", ""))
-            raise LandscapeError(
-                f"{path} was made with a different {what}: rerun with --overwrite to start afresh, "
-                "or change the output path"
-            )
+            names = {
+                "checkpoint_sha256": "checkpoint",
+                "directions_sha256": "direction checkpoints",
+            }
+            if key in names:
+                changed.append(f"another {names[key]} file")
+            else:
+                changed.append(differences(mine, theirs, key.replace("fingerprint_", "")))
+    if changed:
+        raise LandscapeError(
+            f"{path} was made with other settings ({'; '.join(changed)}): {START_AFRESH}"
+        )
 
 
 # ----------------------------------------------------------------------------- from a config

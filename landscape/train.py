@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
 from .config import Config, TrainConfig
 from .engine import EvalSet, autocast_context, evaluate, make_loss, resolve_device
-from .errors import LandscapeError
+from .errors import START_AFRESH, LandscapeError, differences
 
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
@@ -106,8 +106,8 @@ def train(
             stored = load_checkpoint(existing).get("train_fingerprint")
             if stored is not None and stored != fp:
                 raise LandscapeError(
-                    f"{existing} was trained with a different config: rerun with --overwrite "
-                    "or choose another name/--out"
+                    f"{existing} was trained with other settings ({differences(stored, fp)}): "
+                    + START_AFRESH
                 )
     if final.exists():
         log(f"already trained: {final}")

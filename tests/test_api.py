@@ -137,7 +137,7 @@ def test_a_file_written_by_the_api_resumes_and_saves_to_the_same_schema(tmp_path
     assert resumed.complete and resumed.metrics["train_loss"][1, 1] == 123.0
     for idx in ((0, 1), (2, 4)):
         assert resumed.metrics["train_loss"][idx] == first.metrics["train_loss"][idx]
-    with pytest.raises(LandscapeError, match="different surface"):
+    with pytest.raises(LandscapeError, match=r"\(surface.directions.seed: 0 in the file, 1 now\)"):
         landscape.loss_surface(model, (x, y), x=(-1, 1, 5), y=(-1, 1, 3), seed=1, path=path)
 
     # In memory, then saved: the same file a run with path= writes, and it resumes as one.

@@ -344,3 +344,52 @@ def test_figure_commands_fail_cleanly(
 ) -> None:
     where = {"a": two_surfaces[0], "missing": tmp_path / "missing.h5"}
     _assert_clean_error(_invoke(*(arg.format(**where) for arg in args)), *words)
+
+
+def test_plot_keeps_the_figures_of_files_with_one_name(tmp_path: Path) -> None:
+    x = np.linspace(-1, 1, 5)
+    files = []
+    for run, scale in (("skip", 1.0), ("noskip", 2.0)):
+        (tmp_path / run).mkdir()
+        files.append(
+            write_surface_file(
+                tmp_path / run / "surface.h5",
+                x,
+                x,
+                {"train_loss": scale * np.add.outer(x**2, x**2)},
+            )
+        )
+    figs = tmp_path / "figs"
+    paths = _written(_invoke("plot", *files, "--kinds", "heatmap,contour", "--out", figs))
+    assert sorted(p.name for p in paths) == sorted(
+        f"{run}_surface_train_loss_{k}.png"
+        for run in ("skip", "noskip")
+        for k in ("heatmap", "contour")
+    )
+    # Beside their own files, the names stay plain.
+    assert [p.name for p in _written(_invoke("plot", *files, "--kinds", "heatmap"))] == [
+        "surface_train_loss_heatmap.png"
+    ] * 2
+
+
+def test_titles_with_commas_and_outputs_that_would_destroy_an_input(
+    two_surfaces: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, b = two_surfaces
+    result = _invoke("stats", a, b, "--titles", "ResNet-56", "--titles", "ResNet-56, no skips")
+    assert result.exit_code == 0, result.output
+    assert "ResNet-56, no skips" in result.stdout.splitlines()[0]
+    before = a.read_bytes()
+    _assert_clean_error(_invoke("export", a, "--format", "csv", "--out", a), "is an input file")
+    _assert_clean_error(_invoke("report", a, b, "--out", b), "is an input file")
+    assert a.read_bytes() == before
+
+
+def test_an_unwritable_output_is_one_line(two_surfaces: tuple[Path, Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    _assert_clean_error(_invoke("plot", two_surfaces[0], "--out", blocker / "figs"), str(blocker))
+    _assert_clean_error(
+        _invoke("export", two_surfaces[0], "--format", "csv", "--out", blocker / "x.csv"),
+        str(blocker),
+    )

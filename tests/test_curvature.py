@@ -118,7 +118,7 @@ def test_map_resumes_and_lines_up_with_the_surface(surfaced: Any, tmp_path: Path
 
     center = read_center(path)
     assert center["lambda_max"] > 0 and np.isfinite(center["trace"])
-    with pytest.raises(LandscapeError, match="--overwrite"):
+    with pytest.raises(LandscapeError, match="iters: 4 in the file, 5 now.*--overwrite"):
         compute_hessian_map(cfg, options=HessianOptions(grid=3, iters=5, probes=2))
 
 

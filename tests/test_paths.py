@@ -175,7 +175,7 @@ def test_interrupted_grid_resumes_to_the_same_surface(tmp_path: Path) -> None:
     # A finished file is not computed again, and other settings are refused.
     compute_trajectory(cfg, options=opts, progress=Stop)
     assert len(calls) == 2
-    with pytest.raises(LandscapeError, match="--overwrite"):
+    with pytest.raises(LandscapeError, match="grid: 3 in the file, 4 now.*--overwrite"):
         compute_trajectory(cfg, options=TrajectoryOptions(grid=4))
 
 

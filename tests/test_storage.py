@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -270,3 +271,136 @@ def test_file_is_readable_but_not_writable_while_a_writer_holds_it(tmp_path: Pat
         assert out.returncode == 0, out.stderr
         # Reading is fine; a second writer is refused (two would overwrite each other's points).
         assert out.stdout.split() == ["1", "4.5", "refused"]
+
+
+# ----------------------------------------------------------------------------- damaged files
+
+
+def _put(f: h5py.File, name: str, data: np.ndarray | None) -> None:
+    """Replace (or, with None, delete) dataset `name`, as a hand edit would."""
+    del f[name]
+    if data is not None:
+        f[name] = data
+
+
+def _metric_group(f: h5py.File) -> None:
+    del f["train_loss"]
+    f.create_group("train_loss")
+
+
+# (damage to an _ours file: 2D, 3 x 5 grid, repeats 1 unless the id says so; words of the error)
+DAMAGED_OURS = {
+    "x missing": (lambda f: _put(f, "x", None), ["'x'", "missing"]),
+    "done missing": (lambda f: _put(f, "done", None), ["'done'", "missing"]),
+    "x 2-D": (lambda f: _put(f, "x", X[:, None]), ["'x'", "(5, 1)"]),
+    "y empty": (lambda f: _put(f, "y", np.array([])), ["'y'", "(0,)"]),
+    "x not finite": (lambda f: _put(f, "x", np.r_[X[:4], np.nan]), ["'x'", "non-finite"]),
+    "y as text": (lambda f: _put(f, "y", np.array([b"a", b"b"])), ["'y'", "not numbers"]),
+    "metric rows": (
+        lambda f: _put(f, "train_loss", np.zeros((2, 5))),
+        ["'train_loss'", "(2, 5)", "(3, 5)", "(ny, nx)"],
+    ),
+    "metric transposed": (
+        lambda f: _put(f, "test_acc", np.zeros((5, 3))),
+        ["'test_acc'", "(5, 3)", "(3, 5)"],
+    ),
+    "metric a group": (_metric_group, ["'train_loss'", "group"]),
+    "done shape": (lambda f: _put(f, "done", np.zeros(15, dtype=bool)), ["'done'", "(15,)"]),
+    "repeats attribute": (
+        lambda f: f.attrs.__setitem__("repeats", 0),
+        ["'repeats'", "positive integer"],
+    ),
+}
+
+
+@pytest.mark.parametrize("damage, words", DAMAGED_OURS.values(), ids=DAMAGED_OURS.keys())
+def test_damaged_file_is_one_error_naming_file_and_dataset(
+    tmp_path: Path, damage: Any, words: list[str]
+) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    _assert_damaged(path, *words, "--overwrite")
+
+
+def test_damaged_1d_and_repeats_files(tmp_path: Path) -> None:
+    one_d = tmp_path / "line.h5"
+    _ours(one_d, y=None)
+    with h5py.File(one_d, "r+") as f:
+        _put(f, "train_loss", np.zeros(4))
+    _assert_damaged(one_d, "'train_loss'", "(4,)", "(5,) = (nx)")
+    # With repeats, every metric and `done` carries the leading repeat axis.
+    draws = tmp_path / "draws.h5"
+    _ours(draws, repeats=2)
+    with h5py.File(draws, "r+") as f:
+        _put(f, "done", np.zeros((3, 5), dtype=bool))
+    _assert_damaged(draws, "'done'", "(3, 5)", "(2, 3, 5) = (repeats, ny, nx)")
+
+
+def test_damaged_original_files(tmp_path: Path) -> None:
+    path = tmp_path / "orig.h5"
+    _original_2d(path)
+    with h5py.File(path, "r+") as f:
+        _put(f, "train_loss", np.zeros(7))
+    _assert_damaged(path, "'train_loss'", "(7,)", "15 values", "(5, 3) = (nx, ny)", "original code")
+    with h5py.File(path, "r+") as f:
+        _put(f, "train_loss", np.zeros((5, 3)))
+        _put(f, "ycoordinates", np.array([0.0, np.inf, 1.0]))
+    _assert_damaged(path, "'ycoordinates'", "non-finite")
+    line = tmp_path / "orig1d.h5"
+    with h5py.File(line, "w") as f:
+        f["xcoordinates"] = X
+        f["test_loss"] = np.zeros(6)
+    _assert_damaged(line, "'test_loss'", "(6,)", "6 values", "(5,) = (nx)")
+
+
+def _assert_damaged(path: Path, *words: str) -> None:
+    with pytest.raises(LandscapeError) as info:
+        storage.read_surface(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: damaged surface file: "), message
+    assert "\n" not in message
+    for w in words:
+        assert w in message, (w, message)
+
+
+def test_valid_variants_still_read(tmp_path: Path) -> None:
+    # Partly computed, 2D repeats: shapes check out and values stay where they were written.
+    draws = tmp_path / "draws.h5"
+    _ours(draws, repeats=2)
+    with storage.SurfaceWriter(draws) as w:
+        w.write({"train_loss": np.array([7.0])}, (np.array([1]), np.array([2]), np.array([4])))
+    s = storage.read_surface(draws)
+    assert s.repeats == 2 and s.shape == (3, 5) and s.done.shape == (2, 3, 5)
+    assert s.done.sum() == 1 and s.repeat(1).metrics["train_loss"][2, 4] == 7.0
+    # A listed metric that is absent is left out, not an error (as before).
+    with h5py.File(draws, "r+") as f:
+        del f["test_acc"]
+    assert "test_acc" not in storage.read_surface(draws).metrics
+    # The original code's metrics are read by their flat buffer, whatever shape holds it.
+    orig = tmp_path / "orig.h5"
+    _original_2d(orig)
+    want = storage.read_surface(orig).metrics["train_loss"]
+    with h5py.File(orig, "r+") as f:
+        _put(f, "train_loss", f["train_loss"][...].ravel())
+    np.testing.assert_array_equal(storage.read_surface(orig).metrics["train_loss"], want)
+
+
+def test_plot_of_a_damaged_file_is_a_clean_cli_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    with h5py.File(path, "r+") as f:
+        _put(f, "train_loss", np.zeros((2, 5)))
+    result = CliRunner().invoke(main, ["plot", str(path), "--out", str(tmp_path / "figs")])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {path}: damaged surface file: ")
+    assert "'train_loss'" in lines[0] and "(2, 5)" in lines[0]

@@ -143,7 +143,7 @@ def test_resume_refuses_a_changed_config_and_overwrite_starts_afresh(
     path = compute_surface(cfg)
     first = storage.read_surface(path)
     other = make_config(surface={"x": [-1, 1, 3], "y": None, "directions": {"seed": 1}})
-    with pytest.raises(LandscapeError, match="--overwrite"):
+    with pytest.raises(LandscapeError, match="directions.seed: 0 in the file, 1 now.*--overwrite"):
         compute_surface(other)
     # The refusal left the file alone.
     np.testing.assert_array_equal(
@@ -220,7 +220,7 @@ def test_resume_refuses_a_line_whose_checkpoint_changed(
     with h5py.File(path, "r+") as f:
         f["done"][2] = False
     shutil.copy(a, b)  # B retrained (here: replaced) under the same name
-    with pytest.raises(LandscapeError, match="--overwrite"):
+    with pytest.raises(LandscapeError, match="another direction checkpoints file.*--overwrite"):
         compute_surface(cfg)
 
 

@@ -205,6 +205,7 @@ def test_changed_config_needs_overwrite(
     with pytest.raises(LandscapeError) as info:
         train(changed, progress=False)
     assert "--overwrite" in str(info.value) and "\n" not in str(info.value)
+    assert "train.lr: 0.1 in the file, 0.05 now" in str(info.value)
 
     final = train(changed, progress=False, overwrite=True)
     assert load_checkpoint(final)["config"]["train"]["lr"] == 0.05
