@@ -19,6 +19,13 @@ from .errors import ConfigError, closest
 LOSSES = ("crossentropy", "mse")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 PRECISIONS = ("float32", "tf32", "bf16", "fp16")
+# The figure kinds of plot.KINDS_2D and plot.KINDS_1D, named here so that reading a config does
+# not import matplotlib (a test keeps the two in step).
+KINDS_2D = ("contour", "contourf", "heatmap", "surface3d")
+KINDS_1D = ("line",)
+# More points per axis than anyone evaluates; a typo such as 1e9 would otherwise allocate (and
+# then try to fill) a grid that does not fit in memory.
+MAX_AXIS_POINTS = 100_001
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> None:
@@ -26,6 +33,51 @@ def _choice(value: str, choices: tuple[str, ...], key: str) -> None:
         near = closest(value, choices)
         hint = f" (did you mean {near[0]}?)" if near else ""
         raise ConfigError(f"{value!r} is not one of {', '.join(choices)}{hint}", key=key)
+
+
+def _finite(value: float, key: str) -> None:
+    # NaN passes every bound check (nan <= 0 is False), so it is refused before them.
+    if not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, got {value}", key=key)
+
+
+def _at_most_axis_points(num: int | float, key: str) -> None:
+    if num > MAX_AXIS_POINTS:
+        raise ConfigError(f"at most {MAX_AXIS_POINTS} points per axis, got {int(num)}", key=key)
+
+
+def _check_figure_style(
+    key: str,
+    vmin: float | None,
+    vmax: float | None,
+    levels: int | None,
+    log: bool = False,
+) -> None:
+    """The colour range and contour levels of a `plot` or `compare` section."""
+    for name, v in (("vmin", vmin), ("vmax", vmax)):
+        if v is None:
+            continue
+        _finite(v, f"{key}.{name}")
+        if log and v <= 0:
+            raise ConfigError(
+                f"must be positive with log: true (it is mapped by log10), got {v}",
+                key=f"{key}.{name}",
+            )
+    if vmin is not None and vmax is not None and vmin >= vmax:
+        raise ConfigError(f"must be below vmax {vmax}, got {vmin}", key=f"{key}.vmin")
+    if levels is not None and levels < 2:
+        raise ConfigError(f"must be at least 2, got {levels}", key=f"{key}.levels")
+
+
+def _check_kinds_fit(kinds: Sequence[str], ndim: int, why: str, key: str) -> None:
+    """Every figure kind in `kinds` draws a surface of `ndim` dimensions (`why` says whose)."""
+    fit = KINDS_2D if ndim == 2 else KINDS_1D
+    for kind in kinds:
+        if kind not in fit:
+            raise ConfigError(
+                f"{kind!r} does not draw a {ndim}D surface ({why}); choose from: {', '.join(fit)}",
+                key=key,
+            )
 
 
 @dataclass
@@ -86,14 +138,24 @@ class TrainConfig:
                 raise ConfigError(
                     f"must be a positive integer, got {getattr(self, name)}", key=f"{key}.{name}"
                 )
-        if self.lr <= 0:
-            raise ConfigError(f"must be positive, got {self.lr}", key=f"{key}.lr")
-        if self.gamma <= 0:
-            raise ConfigError(f"must be positive, got {self.gamma}", key=f"{key}.gamma")
+        for name in ("lr", "gamma"):
+            _finite(getattr(self, name), f"{key}.{name}")
+            if getattr(self, name) <= 0:
+                raise ConfigError(
+                    f"must be positive, got {getattr(self, name)}", key=f"{key}.{name}"
+                )
         # torch.optim rejects these with a traceback; say which key is wrong instead.
         for name in ("momentum", "weight_decay"):
+            _finite(getattr(self, name), f"{key}.{name}")
             if getattr(self, name) < 0:
                 raise ConfigError(f"must be >= 0, got {getattr(self, name)}", key=f"{key}.{name}")
+        # The step schedule counts the milestones passed; one at or below 0, or out of order,
+        # silently cuts the rate from the first epoch on.
+        m = self.milestones
+        if any(e <= 0 for e in m) or any(a >= b for a, b in zip(m, m[1:], strict=False)):
+            raise ConfigError(
+                f"must be positive epochs in increasing order, got {m}", key=f"{key}.milestones"
+            )
         if self.workers < 0:
             raise ConfigError(f"must be >= 0, got {self.workers}", key=f"{key}.workers")
 
@@ -166,6 +228,8 @@ class EngineConfig:
                 f"must be a positive integer, got {self.points_per_call}",
                 key=f"{key}.points_per_call",
             )
+        if self.workers < 0:
+            raise ConfigError(f"must be >= 0, got {self.workers}", key=f"{key}.workers")
 
 
 @dataclass
@@ -206,6 +270,7 @@ class SurfaceConfig:
                     f"num (the third number) must be a positive integer, got {num}",
                     key=f"{key}.{axis}",
                 )
+            _at_most_axis_points(num, f"{key}.{axis}")
             if lo > hi or (lo == hi and num > 1):
                 raise ConfigError(f"min {lo} must be below max {hi}", key=f"{key}.{axis}")
         for s in self.splits:
@@ -228,6 +293,9 @@ class SurfaceConfig:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"must be a positive integer, got {v}", key=f"{key}.{name}")
+        _finite(self.flush_seconds, f"{key}.flush_seconds")
+        if self.flush_seconds < 0:
+            raise ConfigError(f"must be >= 0, got {self.flush_seconds}", key=f"{key}.flush_seconds")
         if self.directions.kind == "line" and self.y is not None:
             raise ConfigError(
                 "a line between two checkpoints is 1D: set surface.y to null", key=f"{key}.y"
@@ -249,6 +317,11 @@ class PlotConfig:
     dpi: int = 150
 
     def validate(self, key: str) -> None:
+        for kind in self.kinds or []:
+            _choice(kind, KINDS_2D + KINDS_1D, f"{key}.kinds")
+        _check_figure_style(key, self.vmin, self.vmax, self.levels, log=self.log)
+        if self.dpi < 1:
+            raise ConfigError(f"must be a positive integer, got {self.dpi}", key=f"{key}.dpi")
         _choice(self.format, ("png", "pdf", "svg"), f"{key}.format")
 
 
@@ -257,12 +330,23 @@ class CompareConfig:
     """The side-by-side figure over the runs of a config (all of them, or those listed)."""
 
     runs: list[str] | None = None
-    kinds: list[str] = field(default_factory=lambda: ["contour", "surface3d"])
+    kinds: list[str] | None = None  # None: contour and surface3d for 2D runs, line for 1D ones
     metric: str | None = None
     titles: list[str] | None = None
     vmin: float | None = None
     vmax: float | None = None
     levels: int | None = None
+
+    def validate(self, key: str) -> None:
+        """The section alone; its runs and titles are checked against the runs (_check_compare)."""
+        if self.kinds is not None and not self.kinds:
+            raise ConfigError(
+                f"name at least one of {', '.join(KINDS_2D + KINDS_1D)}, or leave it out",
+                key=f"{key}.kinds",
+            )
+        for kind in self.kinds or []:
+            _choice(kind, KINDS_2D + KINDS_1D, f"{key}.kinds")
+        _check_figure_style(key, self.vmin, self.vmax, self.levels)
 
 
 @dataclass
@@ -276,6 +360,8 @@ class TrajectoryConfig:
     def validate(self, key: str) -> None:
         if self.grid < 2:
             raise ConfigError(f"must be at least 2, got {self.grid}", key=f"{key}.grid")
+        _at_most_axis_points(self.grid, f"{key}.grid")
+        _finite(self.margin, f"{key}.margin")
         if self.margin < 0:
             raise ConfigError(f"must be >= 0, got {self.margin}", key=f"{key}.margin")
         _choice(self.ignore, ("biasbn", "none"), f"{key}.ignore")
@@ -296,6 +382,7 @@ class HessianConfig:
             v = getattr(self, name)
             if v is not None and v < least:
                 raise ConfigError(f"must be at least {least}, got {v}", key=f"{key}.{name}")
+        _at_most_axis_points(self.grid, f"{key}.grid")
 
 
 STAGES = ("surface", "trajectory", "hessian")
@@ -333,6 +420,7 @@ class Config:
         self.train.validate("train")
         self.surface.validate("surface")
         self.plot.validate("plot")
+        self.compare.validate("compare")
         self.trajectory.validate("trajectory")
         self.hessian.validate("hessian")
         if not self.stages:
@@ -448,16 +536,78 @@ def config_from_dict(
                     key=f"runs[{i}].name",
                 )
             seen.add(str(run["name"]))
-        for i, run in enumerate(expand_runs(cfg) if cfg.runs else []):
+        runs = expand_runs(cfg)  # [cfg] itself when the config has no runs
+        for i, run in enumerate(runs):
             try:
-                run.validate("")
+                if cfg.runs:
+                    run.validate("")
+                _check_plot_kinds(run)
             except ConfigError as e:
-                raise _relocate(e, None, run=i) from None
+                raise _relocate(e, None, run=i if cfg.runs else None) from None
+        _check_compare(cfg.compare, runs)
     except ConfigError as e:
         if e.file is None and file is not None:
             raise _relocate(e, file) from None
         raise
     return cfg
+
+
+def _ndim(run: Config) -> int:
+    return 1 if run.surface.y is None else 2
+
+
+def _check_plot_kinds(run: Config) -> None:
+    """plot.kinds fit the run's surface: plot_file would refuse them after the surface is made."""
+    if run.plot.kinds and "surface" in run.stages:
+        why = "surface.y is null" if _ndim(run) == 1 else "surface.y is set"
+        _check_kinds_fit(run.plot.kinds, _ndim(run), why, "plot.kinds")
+
+
+def _check_compare(c: CompareConfig, runs: list[Config]) -> None:
+    """compare.runs name runs that make surfaces of one dimension, and titles match them.
+
+    reproduce would otherwise drop unknown names and wrong-length titles without a word, or fail
+    on the figure only after every run has been trained.
+    """
+    names = [r.run or r.name for r in runs]
+    for n in c.runs or []:
+        if n not in names:
+            near = closest(n, names)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ConfigError(
+                f"no run {n!r}{hint}; runs are: {', '.join(names)}", key="compare.runs"
+            )
+        if c.runs and c.runs.count(n) > 1:
+            raise ConfigError(f"run {n!r} is listed twice", key="compare.runs")
+        run = runs[names.index(n)]
+        if "surface" not in run.stages:
+            raise ConfigError(
+                f"run {n!r} computes no surface (its stages are: {', '.join(run.stages)})",
+                key="compare.runs",
+            )
+    chosen = c.runs or [n for n, r in zip(names, runs, strict=True) if "surface" in r.stages]
+    if c.titles and chosen and len(c.titles) != len(chosen):
+        want = f"{len(chosen)} title{'s' if len(chosen) > 1 else ''}"
+        raise ConfigError(
+            f"expected {want}, one per compared run ({', '.join(chosen)}), got {len(c.titles)}",
+            key="compare.titles",
+        )
+    if len(chosen) < 2:
+        return  # nothing is drawn side by side
+    dims = {n: _ndim(runs[names.index(n)]) for n in chosen}
+    if len(set(dims.values())) > 1:
+        if not c.runs:
+            # A figure config may mix 1D and 2D runs for training alone; only reproduce's
+            # side-by-side figure needs them listed, and it says so.
+            return
+        which = ", ".join(f"{n} is {d}D" for n, d in dims.items())
+        raise ConfigError(
+            f"cannot compare 1D with 2D surfaces ({which}); list runs of one dimension",
+            key="compare.runs",
+        )
+    ndim = next(iter(dims.values()))
+    if c.kinds is not None:
+        _check_kinds_fit(c.kinds, ndim, f"the compared runs are {ndim}D", "compare.kinds")
 
 
 def _relocate(e: ConfigError, file: str | None, run: int | None = None) -> ConfigError:

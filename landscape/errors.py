@@ -7,11 +7,18 @@ from collections.abc import Iterable
 from typing import Any
 
 # How to get past a refusal to resume a file made with other settings.
-START_AFRESH = "delete it or pass --overwrite to start afresh, or write elsewhere with --out"
+START_AFRESH = (
+    "delete it to start afresh (train, surface, trajectory and hessian also take --overwrite), "
+    "or write elsewhere with --out"
+)
 
 
 class LandscapeError(Exception):
     """A user-facing error: the message alone must say what is wrong and how to fix it."""
+
+
+class EmptyRangeError(LandscapeError):
+    """A colour range (vmin, vmax) that leaves out every value of the data."""
 
 
 class ConfigError(LandscapeError):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, HessianConfig, TrajectoryConfig, select_runs
-from .errors import LandscapeError
+from .errors import EmptyRangeError, LandscapeError
 
 
 def compare_figures(
@@ -82,10 +82,14 @@ def reproduce(
     c = cfg.compare
     names = [n for n in (c.runs or surfaces) if n in surfaces and n not in unplottable]
     chosen = [surfaces[n] for n in names]
+    # compare.titles name compare.runs (else every run with a surface) in order, whichever of
+    # them are drawn now.
+    every = [r.run or r.name for r in select_runs(cfg) if "surface" in r.stages]
+    title_of = dict(zip(c.runs or every, c.titles or [], strict=False))
     if len(chosen) > 1:
         base = Path(cfg.out) / cfg.name
         metric = c.metric or cfg.plot.metric or _default_metric(cfg)
-        titles = c.titles if c.titles and len(c.titles) == len(chosen) else None
+        titles = [title_of.get(n, n) for n in names] if title_of else None
         target = base / f"compare_{metric}.{cfg.plot.format}"
         try:
             figures += compare_figures(
@@ -99,9 +103,7 @@ def reproduce(
                 vmax=c.vmax,
                 levels=c.levels,
             )
-        except LandscapeError as e:
-            if c.vmin is None and c.vmax is None:
-                raise
+        except EmptyRangeError as e:
             # The configured range suits trained nets; an untrained or diverged run may lie
             # entirely outside it, and a figure on an automatic scale is better than none.
             log(f"compare: {e}; drawing on an automatic scale instead")
@@ -112,10 +114,9 @@ def reproduce(
         from .report import write_report
         from .stats import compare_stats, file_stats, format_stats
 
-        paths = (
-            chosen if len(chosen) > 1 else [surfaces[n] for n in surfaces if n not in unplottable]
-        )
-        titles = c.titles if c.titles and len(c.titles) == len(paths) else None
+        shown = names if len(chosen) > 1 else [n for n in surfaces if n not in unplottable]
+        paths = [surfaces[n] for n in shown]
+        titles = [title_of.get(n, n) for n in shown] if title_of else None
         if len(paths) > 1:
             log(compare_stats(paths, titles=titles)[1])
         else:

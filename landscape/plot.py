@@ -37,7 +37,7 @@ from matplotlib.colors import LightSource, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .errors import LandscapeError, unknown_name_message
+from .errors import EmptyRangeError, LandscapeError, unknown_name_message
 from .export import pick_metric
 from .storage import SurfaceData, read_surface
 
@@ -531,7 +531,7 @@ def _color_range(
                 hi = float(finite[finite <= cap].max())
     if hi <= lo:
         if vmin is not None or vmax is not None:
-            raise LandscapeError(
+            raise EmptyRangeError(
                 f"colour range is empty: vmin {lo:.4g} is not below vmax {hi:.4g} "
                 f"(data span {dmin:.4g}..{dmax:.4g}); change vmin or vmax"
             )

@@ -9,9 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from landscape import config as config_module
 from landscape.config import (
+    MAX_AXIS_POINTS,
     Config,
+    HessianConfig,
     SurfaceConfig,
+    TrajectoryConfig,
     config_from_dict,
     expand_runs,
     load_config,
@@ -126,6 +130,125 @@ BAD = {
         ["positive"],
     ),
     "duplicate_run_names": ("runs: [{name: a}, {name: a}]\n", "runs[1].name", ["twice"]),
+    # Numbers: NaN passes every bound (nan <= 0 is False), so each is refused on its own.
+    "nan_lr": ("train: {lr: .nan}\n", "train.lr", ["finite number", "nan"]),
+    "inf_lr": ("train: {lr: .inf}\n", "train.lr", ["finite number", "inf"]),
+    "nan_gamma": ("train: {gamma: .nan}\n", "train.gamma", ["finite number"]),
+    "nan_momentum": ("train: {momentum: .nan}\n", "train.momentum", ["finite number"]),
+    "inf_weight_decay": ("train: {weight_decay: .inf}\n", "train.weight_decay", ["finite"]),
+    "negative_milestone": (
+        "train: {milestones: [-1, 5]}\n",
+        "train.milestones",
+        ["positive epochs in increasing order", "[-1, 5]"],
+    ),
+    "zero_milestone": ("train: {milestones: [0]}\n", "train.milestones", ["positive epochs"]),
+    "decreasing_milestones": ("train: {milestones: [5, 3]}\n", "train.milestones", ["increasing"]),
+    "repeated_milestone": ("train: {milestones: [5, 5]}\n", "train.milestones", ["increasing"]),
+    "too_many_points": (
+        "surface: {x: [-1, 1, 1e9]}\n",
+        "surface.x",
+        ["at most 100001 points per axis", "1000000000"],
+    ),
+    "nan_flush_seconds": ("surface: {flush_seconds: .nan}\n", "surface.flush_seconds", ["finite"]),
+    "negative_flush_seconds": ("surface: {flush_seconds: -1}\n", "surface.flush_seconds", [">= 0"]),
+    "negative_engine_workers": (
+        "surface: {engine: {workers: -1}}\n",
+        "surface.engine.workers",
+        [">= 0", "-1"],
+    ),
+    "nan_margin": ("trajectory: {margin: .nan}\n", "trajectory.margin", ["finite number"]),
+    "trajectory_grid_too_big": (
+        "trajectory: {grid: 1000000}\n",
+        "trajectory.grid",
+        ["at most 100001 points per axis"],
+    ),
+    "hessian_grid_too_big": (
+        "hessian: {grid: 1000000}\n",
+        "hessian.grid",
+        ["at most 100001 points per axis"],
+    ),
+    "run_nan_lr": ("runs: [{name: a, train: {lr: .nan}}]\n", "runs[0].train.lr", ["finite"]),
+    # plot: checked before anything is computed, not after (where a bad value meant "no figures").
+    "plot_kind_typo": (
+        "plot: {kinds: [contur]}\n",
+        "plot.kinds",
+        ["'contur'", "did you mean contour"],
+    ),
+    "plot_levels_below_two": ("plot: {levels: -2}\n", "plot.levels", ["at least 2", "-2"]),
+    "plot_levels_list": ("plot: {levels: [1, 2]}\n", "plot.levels", ["expected an integer"]),
+    "plot_zero_dpi": ("plot: {dpi: 0}\n", "plot.dpi", ["positive integer", "0"]),
+    "plot_vmin_not_below_vmax": (
+        "plot: {vmin: 2, vmax: 1}\n",
+        "plot.vmin",
+        ["must be below vmax 1.0", "2.0"],
+    ),
+    "plot_nan_vmax": ("plot: {vmax: .nan}\n", "plot.vmax", ["finite number", "nan"]),
+    "plot_log_vmin_not_positive": (
+        "plot: {log: true, vmin: 0}\n",
+        "plot.vmin",
+        ["positive with log: true", "0"],
+    ),
+    "plot_format": ("plot: {format: jpg}\n", "plot.format", ["'jpg'", "png, pdf, svg"]),
+    "plot_kind_of_other_dimension": (
+        "surface: {y: null}\nplot: {kinds: [contour]}\n",
+        "plot.kinds",
+        ["'contour' does not draw a 1D surface", "surface.y is null", "choose from: line"],
+    ),
+    "run_plot_kind_of_other_dimension": (
+        "plot: {kinds: [heatmap]}\nruns: [{name: a}, {name: b, surface: {y: null}}]\n",
+        "runs[1].plot.kinds",
+        ["'heatmap' does not draw a 1D surface"],
+    ),
+    "run_plot_dpi": ("runs: [{name: a, plot: {dpi: -1}}]\n", "runs[0].plot.dpi", ["positive"]),
+    # compare
+    "compare_kind_typo": (
+        "compare: {kinds: [surface3]}\n",
+        "compare.kinds",
+        ["'surface3'", "did you mean surface3d"],
+    ),
+    "compare_no_kinds": ("compare: {kinds: []}\n", "compare.kinds", ["name at least one of"]),
+    "compare_levels_below_two": ("compare: {levels: 1}\n", "compare.levels", ["at least 2"]),
+    "compare_vmin_not_below_vmax": (
+        "compare: {vmin: 10, vmax: 10}\n",
+        "compare.vmin",
+        ["must be below vmax 10.0"],
+    ),
+    "compare_inf_vmax": ("compare: {vmax: .inf}\n", "compare.vmax", ["finite number", "inf"]),
+    "compare_unknown_run": (
+        "runs: [{name: deep}, {name: wide}]\ncompare: {runs: [dep]}\n",
+        "compare.runs",
+        ["no run 'dep'", "did you mean deep", "runs are: deep, wide"],
+    ),
+    "compare_run_listed_twice": (
+        "runs: [{name: a}, {name: b}]\ncompare: {runs: [a, a]}\n",
+        "compare.runs",
+        ["'a' is listed twice"],
+    ),
+    "compare_run_without_surface": (
+        "runs: [{name: a}, {name: b, stages: [trajectory]}]\ncompare: {runs: [a, b]}\n",
+        "compare.runs",
+        ["'b' computes no surface", "trajectory"],
+    ),
+    "compare_titles_for_listed_runs": (
+        "runs: [{name: a}, {name: b}, {name: c}]\ncompare: {runs: [a, c], titles: [A, B, C]}\n",
+        "compare.titles",
+        ["expected 2 titles", "(a, c)", "got 3"],
+    ),
+    "compare_titles_for_all_runs": (
+        "runs: [{name: a}, {name: b}]\ncompare: {titles: [A]}\n",
+        "compare.titles",
+        ["expected 2 titles", "got 1"],
+    ),
+    "compare_1d_with_2d": (
+        "runs: [{name: a}, {name: b, surface: {y: null}}]\ncompare: {runs: [a, b]}\n",
+        "compare.runs",
+        ["cannot compare 1D with 2D", "a is 2D, b is 1D"],
+    ),
+    "compare_kind_of_other_dimension": (
+        "surface: {y: null}\nruns: [{name: a}, {name: b}]\ncompare: {kinds: [line, contour]}\n",
+        "compare.kinds",
+        ["'contour' does not draw a 1D surface"],
+    ),
 }
 
 
@@ -227,6 +350,15 @@ def test_set_into_a_null_section(write_yaml: Callable[..., Path]) -> None:
         ("surface.x=[1", "surface.x", ["cannot parse"]),
         ("train.epochs.max=3", "train.epochs", ["expected an integer"]),
         ("name.sub=3", "name.sub", ["not a section"]),
+        ("train.lr=.nan", "train.lr", ["finite number"]),
+        ("train.milestones=[10, -5]", "train.milestones", ["positive epochs"]),
+        ("surface.x=[-1, 1, 1e9]", "surface.x", ["at most 100001 points per axis"]),
+        ("plot.kinds=[contur]", "plot.kinds", ["did you mean contour"]),
+        ("plot.levels=-2", "plot.levels", ["at least 2"]),
+        ("plot.dpi=0", "plot.dpi", ["positive integer"]),
+        ("compare.vmin=.nan", "compare.vmin", ["finite number"]),
+        ("compare.runs=[nope]", "compare.runs", ["no run 'nope'", "runs are: x"]),
+        ("compare.titles=[a, b]", "compare.titles", ["expected 1 title,", "got 2"]),
     ],
 )
 def test_bad_set_is_one_line(
@@ -236,6 +368,24 @@ def test_bad_set_is_one_line(
     msg = _assert_one_line(_error(path, overrides=[item]), path, key)
     for w in words:
         assert w in msg
+
+
+def test_set_reaches_checks_that_need_the_runs(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("runs: [{name: deep}, {name: wide, surface: {y: null}}]\n")
+    msg = _assert_one_line(
+        _error(path, overrides=["plot.kinds=[contour]"]), path, "runs[1].plot.kinds"
+    )
+    assert "1D" in msg
+    msg = _assert_one_line(
+        _error(path, overrides=["compare.runs=[deep, wid]"]), path, "compare.runs"
+    )
+    assert "did you mean wide" in msg
+
+
+def test_profile_reaches_the_new_checks(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml("profiles: {quick: {plot: {dpi: 0}, train: {lr: .inf}}}\n")
+    msg = _assert_one_line(_error(path, profile="quick"), path, "train.lr")
+    assert "finite number" in msg
 
 
 def test_set_without_equals(write_yaml: Callable[..., Path]) -> None:
@@ -318,6 +468,64 @@ def test_to_dict_round_trips(write_yaml: Callable[..., Path]) -> None:
     again = config_from_dict(run.to_dict())
     assert again.to_dict() == run.to_dict()
     assert again.run_dir == run.run_dir
+
+
+def test_figure_settings_within_the_rules_load(write_yaml: Callable[..., Path]) -> None:
+    cfg = load_config(
+        write_yaml(
+            "train: {milestones: [1, 2]}\n"
+            "plot: {kinds: [contour, heatmap], levels: 2, dpi: 1, vmin: 0, vmax: 10, format: svg}\n"
+            "runs: [{name: a}, {name: b}, {name: c}, {name: path, stages: [trajectory]}]\n"
+            "compare: {runs: [c, a], titles: [C, A], kinds: [contourf], vmin: -1, vmax: 1e2}\n"
+        )
+    )
+    assert cfg.compare.runs == ["c", "a"]
+    assert cfg.plot.levels == 2
+
+
+def test_titles_count_only_runs_that_make_a_surface(write_yaml: Callable[..., Path]) -> None:
+    # As in reproduce: a run without the surface stage is not in the side-by-side figure.
+    path = write_yaml("runs: [{name: a}, {name: b}, {name: t, stages: [trajectory]}]\n")
+    assert load_config(path, ["compare.titles=[A, B]"]).compare.titles == ["A", "B"]
+
+
+def test_one_run_config_compares_under_its_own_name(write_yaml: Callable[..., Path]) -> None:
+    cfg = load_config(write_yaml("name: solo\ncompare: {runs: [solo], titles: [Solo]}\n"))
+    assert cfg.compare.runs == ["solo"]
+
+
+def test_compare_kinds_default_to_the_runs_dimension(write_yaml: Callable[..., Path]) -> None:
+    # None lets compare_figures pick contour and surface3d for 2D runs, line for 1D ones; a fixed
+    # 2D default would make every config of 1D runs invalid.
+    cfg = load_config(write_yaml("surface: {y: null}\nruns: [{name: a}, {name: b}]\n"))
+    assert cfg.compare.kinds is None
+    # Runs of both dimensions may be trained together; only a listed comparison must agree.
+    load_config(write_yaml("runs: [{name: a}, {name: b, surface: {y: null}}]\n"))
+
+
+def test_figure_kinds_match_the_plot_module() -> None:
+    # config.py names the kinds itself so that loading a config does not import matplotlib.
+    from landscape import plot
+
+    assert config_module.KINDS_2D == plot.KINDS_2D
+    assert config_module.KINDS_1D == plot.KINDS_1D
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        lambda n: SurfaceConfig(x=[-1.0, 1.0, n], y=None),
+        lambda n: TrajectoryConfig(grid=n),
+        lambda n: HessianConfig(grid=n),
+    ],
+    ids=["surface", "trajectory", "hessian"],
+)
+def test_points_per_axis_cap_is_inclusive(
+    section: Callable[[int], SurfaceConfig | TrajectoryConfig | HessianConfig],
+) -> None:
+    section(MAX_AXIS_POINTS).validate("s")
+    with pytest.raises(ConfigError, match="at most 100001 points per axis"):
+        section(MAX_AXIS_POINTS + 1).validate("s")
 
 
 # ----------------------------------------------------------------------------- grid property

@@ -86,3 +86,27 @@ def test_cli_flags_override_the_config_section(
     wider = runner.invoke(main, ["trajectory", str(config), "--grid", "4", "--overwrite", "-q"])
     assert wider.exit_code == 0, wider.output
     assert read_surface(cfg.run_dir / "trajectory.h5").metrics["train_loss"].shape == (4, 4)
+
+
+def test_compare_titles_follow_their_runs_and_a_range_without_data_falls_back(
+    tmp_path: Path,
+) -> None:
+    raw = deep_merge(
+        copy.deepcopy(TINY_RAW),
+        {
+            "out": str(tmp_path),
+            "runs": [{"name": "a"}, {"name": "b", "train": {"lr": 0.05}}],
+            # Listed b first: each title must stay with its run. No loss is as low as vmax.
+            "compare": {
+                "runs": ["b", "a"],
+                "titles": ["title-b", "title-a"],
+                "vmax": 1e-6,
+            },
+        },
+    )
+    said: list[str] = []
+    figures = reproduce(config_from_dict(raw), progress=False, log=said.append)
+    assert any("drawing on an automatic scale instead" in line for line in said)
+    assert any(p.name.startswith("compare_train_loss") for p in figures)
+    (table,) = [line for line in said if "title-a" in line]
+    assert table.index("title-b") < table.index("title-a")
