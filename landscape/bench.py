@@ -28,10 +28,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .config import EngineConfig
+from .config import PRECISIONS, EngineConfig
 from .directions import Direction, random_directions, target_tensors
 from .engine import EvalSet, PointEvaluator, autocast_context, resolve_device
-from .errors import LandscapeError
+from .errors import LandscapeError, unknown_name_message
 from .surface import Log
 
 # CIFAR-10's channel statistics, as the research scripts normalize with them.
@@ -339,6 +339,9 @@ def run_benchmark(
     dev = resolve_device(device)
     if len(grid) != 2 or min(grid) < 1:
         raise LandscapeError(f"grid must be two positive sizes (nx, ny), got {tuple(grid)}")
+    for p in precisions:  # before minutes of measuring
+        if p not in PRECISIONS:
+            raise LandscapeError(unknown_name_message("precision", p, PRECISIONS))
     if batch_sizes is None:
         batch_sizes = GPU_BATCH_SIZES if dev.type == "cuda" else CPU_BATCH_SIZES
     trained = None

@@ -225,7 +225,7 @@ def train(job: _Job, overwrite: bool) -> None:
 def surface(job: _Job, overwrite: bool, launcher: str) -> None:
     """Compute the loss surface of CONFIG's trained checkpoint into an HDF5 file (resumable).
 
-    Example: landscape surface configs/quickstart.yaml --set surface.x=[-1,1,11]
+    Example: landscape surface configs/quickstart.yaml --set 'surface.x=[-1,1,11]'
     """
     from .surface import compute_surface
 
@@ -311,7 +311,11 @@ def _figure_options(kinds_help: str) -> Callable[[Callable[..., Any]], Callable[
             ),
             click.option("--log", is_flag=True, help="Log10 color/height scale."),
             click.option(
-                "--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png"
+                "--format",
+                "fmt",
+                type=click.Choice(["png", "pdf", "svg"]),
+                default=None,
+                help="Figure format [the --out file's suffix, else png].",
             ),
             click.option("--dpi", type=click.IntRange(min=1), default=150),
         ]

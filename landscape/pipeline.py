@@ -33,6 +33,8 @@ def compare_figures(
     if kinds is None:
         kinds = ["contour", "surface3d"] if surfs[0].ndim == 2 else ["line"]
     out_path = Path(out_path)
+    if fmt and out_path.suffix and out_path.suffix.lower() != f".{fmt.lower()}":
+        raise LandscapeError(f"{out_path} does not match format {fmt!r}: change one of them")
     suffix = f".{fmt}" if fmt else (out_path.suffix or ".png")
     written = []
     for kind in kinds:

@@ -402,7 +402,7 @@ def plot_file(
     kinds: Sequence[str] | None = None,
     metric: str | None = None,
     out_dir: str | Path | None = None,
-    fmt: str = "png",
+    fmt: str | None = "png",
     dpi: int = 150,
     vmin: float | None = None,
     vmax: float | None = None,
@@ -416,7 +416,7 @@ def plot_file(
     file with several direction draws gets one figure per draw, `..._r<k>.<fmt>`; a 1D "line"
     of all metrics uses "all" as the metric.
     """
-    fmt = fmt.lower().lstrip(".")
+    fmt = (fmt or "png").lower().lstrip(".")
     if fmt not in FIG_FORMATS:
         raise LandscapeError(unknown_name_message("figure format", fmt, FIG_FORMATS))
     surf = read_surface(path)

@@ -97,6 +97,13 @@ def file_stats(
             "mean little for it"
         )
     hess = _hessian_ratio(path, surf, notes)
+    axes = [surf.x] if surf.y is None else [surf.x, surf.y]
+    nearest = [float(a[np.argmin(np.abs(a))]) for a in map(np.asarray, axes)]
+    if any(nearest):
+        notes.append(
+            f"the grid has no point at the origin: distances and the centre values are taken "
+            f"from ({', '.join(f'{c:.4g}' for c in nearest)}), the grid point nearest to it"
+        )
     kw: dict[str, Any] = {
         "radii": opts.radii,
         "rel_thresholds": opts.rel_thresholds,
@@ -245,6 +252,8 @@ def _cosine_summary(path: str | Path, surf: SurfaceData, notes: list[str]) -> di
         notes.append(f"no direction cosines: {e}")
         return None
     n = cos.shape[0]
+    if n < 2:  # one direction (a 1D random line) has no angle to another
+        return None
     off = np.abs(cos[~np.eye(n, dtype=bool)])
     params = int(sum(a.size for a in draws[0][0].values()))
     # Two independent random directions in n dimensions have a cosine of about +-1/sqrt(n).

@@ -16,14 +16,22 @@ from torch.utils.data import DataLoader
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
 from .config import Config, TrainConfig
 from .engine import EvalSet, autocast_context, evaluate, make_loss, resolve_device
-from .errors import START_AFRESH, LandscapeError, differences
+from .errors import START_AFRESH, ConfigError, LandscapeError, differences, unknown_name_message
 
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
 
 def model_args(cfg: Config) -> dict[str, Any]:
-    """Model arguments: classes and channels from the data, then the config's own."""
+    """Model arguments: classes and channels from the data, then the config's own; first
+    checks that model.name is a registered model or an import path."""
     from .data import data_info
+    from .models import list_models
+    from .models.registry import is_import_path
+
+    name = cfg.model.name
+    if not is_import_path(name) and name not in list_models():
+        message = unknown_name_message("model", name, list_models())
+        raise ConfigError(message, file=cfg.source, key="model.name")
 
     info = data_info(cfg.data)
     return {"num_classes": info.num_classes, "in_channels": info.in_channels, **cfg.model.args}

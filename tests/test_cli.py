@@ -235,6 +235,12 @@ def test_config_error_in_a_real_process(write_yaml: Callable[..., Path]) -> None
     ]
 
 
+def test_unknown_model_names_its_key(write_yaml: Callable[..., Path]) -> None:
+    config = write_yaml(TINY.replace("resnet20", "resnet21"))
+    line = _assert_clean_error(_invoke("train", config), "unknown model 'resnet21'", "resnet20")
+    assert line.startswith(f"Error: {config}: model.name: ")
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     _assert_clean_error(_invoke("train", tmp_path / "nope.yaml"), "nope.yaml", "no such")
 
@@ -311,6 +317,12 @@ def test_compare_command(two_surfaces: tuple[Path, Path], tmp_path: Path) -> Non
     assert _written(result) == [out.with_name(f"both_{k}.png") for k in ("contour", "surface3d")]
     result = _invoke("compare", *two_surfaces, "--titles", "one", "--out", out)
     _assert_clean_error(result, "got 1 titles for 2 files")
+    pdf = tmp_path / "cmp.pdf"  # the suffix chooses the format, and a contradiction is an error
+    assert _written(_invoke("compare", *two_surfaces, "--kinds", "heatmap", "--out", pdf)) == [
+        tmp_path / "cmp_heatmap.pdf"
+    ]
+    result = _invoke("compare", *two_surfaces, "--out", pdf, "--format", "png")
+    _assert_clean_error(result, "does not match format 'png'")
 
 
 def test_export_stats_and_report_commands(two_surfaces: tuple[Path, Path], tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_surface_file
 
 from landscape.errors import LandscapeError
 from landscape.metrics import Estimate, stats_to_jsonable
@@ -142,8 +143,7 @@ def test_line_barrier(tmp_path: Path) -> None:
     assert st["barrier_t"].mean == pytest.approx(0.5)
     assert st["loss_a"].mean == pytest.approx(1.0) and st["loss_b"].mean == pytest.approx(0.5)
     assert s["ndim"] == 1 and s["grid"]["y"] is None
-    assert s["directions"]["max_abs_cosine"] is not None  # one direction: no pair
-    assert math.isnan(s["directions"]["max_abs_cosine"])
+    assert s["directions"] is None  # one direction: no pair, no angle (not a NaN in the table)
 
 
 def test_line_that_misses_b_keeps_the_other_numbers(tmp_path: Path) -> None:
@@ -235,3 +235,10 @@ def test_json_serializable(tmp_path: Path) -> None:
     assert back["stats"]["curvature_d1"]["std"] is None  # NaN for one draw becomes null
     assert back["values"]["inf"] == 1
     assert back["directions"]["count"] == 2
+
+
+def test_a_grid_without_the_origin_says_where_its_centre_is(tmp_path: Path) -> None:
+    x, y = np.linspace(-1, 1, 5), np.linspace(-1, 1, 4)  # y holds no 0
+    path = write_surface_file(tmp_path / "off.h5", x, y, {"train_loss": np.add.outer(y**2, x**2)})
+    s = file_stats(path)
+    assert any("from (0, 0.3333)" in n for n in s["notes"]), s["notes"]
