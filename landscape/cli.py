@@ -685,14 +685,23 @@ def trajectory(
         click.echo(str(figure))
 
 
+def _points_or_surface(text: str | None) -> int | str | None:
+    """hessian --grid: a number of points per axis, or 'surface'."""
+    if text is None or text == "surface":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise click.BadParameter(f"expected a positive integer or surface, got {text!r}")
+
+
 @main.command()
 @_config_command
 @click.option(
     "--grid",
-    type=click.IntRange(min=1),
+    callback=lambda _ctx, _param, text: _points_or_surface(text),
     default=None,
-    help="Points per axis over surface.x/surface.y; the surface's own num puts the map "
-    "into surface.h5 for `landscape stats` [config's hessian.grid, 11].",
+    help="Points per axis over surface.x/surface.y, or 'surface': the surface's own grid, "
+    "which also puts the map into surface.h5 for `landscape stats` [hessian.grid, 11].",
 )
 @click.option(
     "--iters",
@@ -717,7 +726,7 @@ def trajectory(
 )
 def hessian(
     job: _Job,
-    grid: int | None,
+    grid: int | str | None,
     iters: int | None,
     samples: int | None,
     probes: int | None,

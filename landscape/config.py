@@ -371,18 +371,28 @@ class TrajectoryConfig:
 class HessianConfig:
     """The map of |lambda_min / lambda_max| over the surface's plane (the paper's Fig. 7)."""
 
-    grid: int = 11  # points per axis, over the ranges of surface.x and surface.y
+    # Points per axis over the ranges of surface.x and surface.y, or "surface": the surface's
+    # own grid (non-square ones too), so that the map also goes into surface.h5.
+    grid: Any = 11
     iters: int = 20  # Lanczos iterations per point
     samples: int | None = None  # examples the Hessian is taken over; None: surface.samples
     probes: int = 20  # Hutchinson probes for the trace at the trained weights
     seed: int | None = None  # Lanczos and Hutchinson seed; None: surface.directions.seed
 
     def validate(self, key: str) -> None:
+        if self.grid != "surface" and (
+            isinstance(self.grid, bool) or not isinstance(self.grid, int)
+        ):
+            raise ConfigError(
+                f"must be a number of points per axis or surface, got {self.grid!r}",
+                key=f"{key}.grid",
+            )
         for name, least in (("grid", 1), ("iters", 1), ("samples", 1), ("probes", 2)):
             v = getattr(self, name)
-            if v is not None and v < least:
+            if v is not None and v != "surface" and v < least:
                 raise ConfigError(f"must be at least {least}, got {v}", key=f"{key}.{name}")
-        _at_most_axis_points(self.grid, f"{key}.grid")
+        if self.grid != "surface":
+            _at_most_axis_points(self.grid, f"{key}.grid")
 
 
 STAGES = ("surface", "trajectory", "hessian")

@@ -141,8 +141,7 @@ def compute_hessian_map(
     Returns the path of the file (default ``run_dir/hessian.h5``).
     """
     opts = options or cfg.hessian
-    if opts.grid < 1 or opts.iters < 1:
-        raise LandscapeError(f"grid and iters must be >= 1, got {opts.grid} and {opts.iters}")
+    opts.validate("hessian")
     log = log or (lambda s: None)
     path = Path(path) if path is not None else cfg.run_dir / HESSIAN_FILE
     dev = resolve_device(device or cfg.device)
@@ -170,8 +169,9 @@ def compute_hessian_map(
         load_state_into(model, load_checkpoint(refs[0])["state_dict"], f"checkpoint {refs[0]}")
     dirs, dir_type, source = _directions(cfg, model, sha, log)
     targets = target_tensors(model, dir_type)
-    xs = axis_coords((scfg.x[0], scfg.x[1], opts.grid))
-    ys = axis_coords((scfg.y[0], scfg.y[1], opts.grid)) if scfg.y is not None else None
+    nx, ny = (scfg.x[2], scfg.y[2] if scfg.y else 1) if opts.grid == "surface" else (opts.grid,) * 2
+    xs = axis_coords((scfg.x[0], scfg.x[1], nx))
+    ys = axis_coords((scfg.y[0], scfg.y[1], ny)) if scfg.y is not None else None
     expected = _fingerprint(cfg, opts, seed, samples, sha, dirs, xs, ys)
 
     if path.exists() and overwrite:

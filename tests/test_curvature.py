@@ -22,10 +22,11 @@ from landscape.curvature import (
     read_center,
 )
 from landscape.engine import mean_loss
-from landscape.errors import LandscapeError
+from landscape.errors import ConfigError, LandscapeError
 from landscape.hessian import dense_hessian
 from landscape.stats import HESSIAN_RATIO, file_stats
 from landscape.storage import read_attrs, read_directions, read_extra, read_surface
+from landscape.surface import compute_surface
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -80,8 +81,6 @@ def test_tiny_conv_map_is_finite_and_restores_the_model(tiny_net: nn.Module) -> 
 @pytest.fixture
 def surfaced(make_config: Callable[..., Any]) -> Any:
     """A config over the shared checkpoint with its 3 x 3 surface computed."""
-    from landscape.surface import compute_surface
-
     cfg = make_config(surface={"x": [-1, 1, 3], "y": [-1, 1, 3]})
     compute_surface(cfg)
     return cfg
@@ -156,3 +155,17 @@ def test_cli_hessian_writes_the_heat_map(
     attrs = read_attrs(run_dir / "hessian.h5")
     assert attrs["samples"] == 16 and attrs["directions_source"].startswith("config")
     assert read_surface(run_dir / "hessian.h5").complete
+
+
+def test_grid_surface_follows_a_non_square_surface_into_its_file(make_config: Any) -> None:
+    cfg = make_config(surface={"x": [-1, 1, 3], "y": [-0.5, 0.5, 2]}, hessian={"grid": "surface"})
+    compute_surface(cfg)
+    path = compute_hessian_map(cfg, options=HessianOptions(grid="surface", iters=3, probes=2))
+    ratio = read_surface(path).metrics["ratio"]
+    assert ratio.shape == (2, 3)
+    stored, _ = read_extra(cfg.surface_path)[HESSIAN_RATIO]
+    np.testing.assert_array_equal(stored, ratio)
+    with pytest.raises(
+        ConfigError, match="hessian.grid: must be a number of points per axis or surface"
+    ):
+        HessianOptions(grid="surfce").validate("hessian")
