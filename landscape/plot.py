@@ -205,7 +205,7 @@ def plot_compare(
         raise LandscapeError("plot_compare needs at least one surface")
     dims = {s.ndim for s in surfs}
     if len(dims) > 1:
-        which = ", ".join(f"{surface_name(s)} is {s.ndim}D" for s in surfs)
+        which = ", ".join(f"{s.path or surface_name(s)} is {s.ndim}D" for s in surfs)
         raise LandscapeError(f"cannot compare 1D with 2D surfaces ({which}); pick one kind")
     ndim = dims.pop()
     kind = kind or ("contour" if ndim == 2 else "line")
