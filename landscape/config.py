@@ -566,11 +566,29 @@ def _ndim(run: Config) -> int:
     return 1 if run.surface.y is None else 2
 
 
+def _metrics(run: Config) -> list[str]:
+    """The metrics a run's surface file holds."""
+    return [f"{split}_{m}" for split in run.surface.splits for m in ("loss", "acc")]
+
+
+def _check_metric(metric: str | None, have: list[str], key: str) -> None:
+    if metric is not None and metric not in have:
+        near = closest(metric, have)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise ConfigError(
+            f"no metric {metric!r}{hint}; surface.splits give: {', '.join(have)}", key=key
+        )
+
+
 def _check_plot_kinds(run: Config) -> None:
-    """plot.kinds fit the run's surface: plot_file would refuse them after the surface is made."""
-    if run.plot.kinds and "surface" in run.stages:
+    """plot.kinds fit the run's surface and plot.metric is one of its metrics: plot_file would
+    refuse them after the surface is made."""
+    if "surface" not in run.stages:
+        return
+    if run.plot.kinds:
         why = "surface.y is null" if _ndim(run) == 1 else "surface.y is set"
         _check_kinds_fit(run.plot.kinds, _ndim(run), why, "plot.kinds")
+    _check_metric(run.plot.metric, _metrics(run), "plot.metric")
 
 
 def _check_compare(c: CompareConfig, runs: list[Config]) -> None:
@@ -604,6 +622,9 @@ def _check_compare(c: CompareConfig, runs: list[Config]) -> None:
         )
     if len(chosen) < 2:
         return  # nothing is drawn side by side
+    shared = [m for m in _metrics(runs[names.index(chosen[0])])
+              if all(m in _metrics(runs[names.index(n)]) for n in chosen)]  # fmt: skip
+    _check_metric(c.metric, shared, "compare.metric")
     dims = {n: _ndim(runs[names.index(n)]) for n in chosen}
     if len(set(dims.values())) > 1:
         if not c.runs:

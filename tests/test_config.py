@@ -200,6 +200,16 @@ BAD = {
         ["'heatmap' does not draw a 1D surface"],
     ),
     "run_plot_dpi": ("runs: [{name: a, plot: {dpi: -1}}]\n", "runs[0].plot.dpi", ["positive"]),
+    "plot_metric_typo": (
+        "plot: {metric: train_los}\n",
+        "plot.metric",
+        ["no metric 'train_los'", "did you mean train_loss", "train_acc"],
+    ),
+    "compare_metric_of_one_run_only": (
+        "compare: {metric: test_loss}\nruns: [{name: a}, {name: b, surface: {splits: [train]}}]\n",
+        "compare.metric",
+        ["no metric 'test_loss'", "train_loss, train_acc"],
+    ),
     # compare
     "compare_kind_typo": (
         "compare: {kinds: [surface3]}\n",
