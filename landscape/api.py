@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import yaml
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 
 from . import directions as _dirs
 from . import storage
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 WeightsLike = nn.Module | Mapping[str, Tensor] | str | Path
 # One split: (inputs, targets) tensors, a Dataset of (input, target) pairs, or a DataLoader.
 SplitData = tuple[Tensor, Tensor] | Dataset | DataLoader
+# An axis as (min, max, num), num points from min to max; not a list of coordinates.
 AxisSpec = tuple[float, float, int] | Sequence[float]
 
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
@@ -391,8 +392,18 @@ def _as_tensors(value: Any, key: str, batch_size: int | None) -> tuple[Tensor, T
             raise LandscapeError(f"{key}: cannot make tensors of the pair; {expected}") from None
     if isinstance(value, TensorDataset) and len(value.tensors) >= 2:
         return value.tensors[0], value.tensors[1]
-    if isinstance(value, DataLoader):
-        batches: Iterable[Any] = value
+    if isinstance(value, DataLoader) and isinstance(value.sampler, RandomSampler):
+        # The loss does not depend on the order, but a seeded subset (samples) and a resumed
+        # file (its data hash) need the same examples in the same order on every call.
+        batches: Iterable[Any] = DataLoader(
+            value.dataset,
+            batch_size=value.batch_size or batch_size or 1000,
+            shuffle=False,
+            num_workers=value.num_workers,
+            collate_fn=value.collate_fn,
+        )
+    elif isinstance(value, DataLoader):
+        batches = value
     elif hasattr(value, "__getitem__") and hasattr(value, "__len__"):
         batches = DataLoader(value, batch_size=batch_size or 1000, shuffle=False)
     else:
@@ -483,6 +494,12 @@ def _axis(key: str, spec: Any) -> np.ndarray:
         raise LandscapeError(f"{key}: expected finite min, max and a positive num, got {spec!r}")
     if lo > hi or (lo == hi and num > 1):
         raise LandscapeError(f"{key}: min {lo} must be below max {hi}")
+    if num == 1 and lo != hi:
+        # [-1, 0, 1] reads as (min -1, max 0, one point): most likely meant as coordinates.
+        raise LandscapeError(
+            f"{key}: {spec!r} is (min, max, num) with one point between different ends; for "
+            f"one point give (v, v, 1), for a grid (min, max, num)"
+        )
     return axis_coords((lo, hi, num))
 
 

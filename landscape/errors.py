@@ -8,8 +8,8 @@ from typing import Any
 
 # How to get past a refusal to resume a file made with other settings.
 START_AFRESH = (
-    "delete it to start afresh (train, surface, trajectory and hessian also take --overwrite), "
-    "or write elsewhere with --out"
+    "delete it to start afresh (or pass --overwrite on the command line, overwrite=True in "
+    "Python), or write elsewhere"
 )
 
 

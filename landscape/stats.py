@@ -218,6 +218,13 @@ def _barrier(
     except LandscapeError as e:
         notes.append(f"no barrier: {e}")
         return {}
+    x = np.asarray(surf.x, dtype=np.float64)
+    ends = [float(x[np.argmin(np.abs(x - end))]) for end in (0.0, 1.0)]
+    if not np.allclose(ends, [0.0, 1.0], rtol=0, atol=1e-9):
+        notes.append(
+            f"the grid has no point at x = 0 or 1: A and B are read at x = {ends[0]:.4g} and "
+            f"{ends[1]:.4g}, the nearest points; a grid such as [-0.5, 1.5, 41] holds both"
+        )
     return {
         k: Estimate.from_values([d[k] for d in per_draw], resamples=opts.resamples, seed=opts.seed)
         for k in _BARRIER_KEYS

@@ -174,6 +174,7 @@ def test_every_data_form_gives_the_same_surface() -> None:
         TensorDataset(x, y),
         _Pairs(x, y),
         DataLoader(_Pairs(x, y), batch_size=7),
+        DataLoader(_Pairs(x, y), batch_size=7, shuffle=True),  # read in order all the same
         {"train": (x, y)},
     ]
     results = [landscape.loss_surface(model, f, x=(-1, 1, 3), y=None).metrics for f in forms]
@@ -185,6 +186,13 @@ def test_every_data_form_gives_the_same_surface() -> None:
     two = landscape.loss_surface(model, {"train": (x, y), "val": (x[:10], y[:10])}, y=None)
     assert set(two.metrics) == {"train_loss", "train_acc", "val_loss", "val_acc"}
     assert two.metrics["val_loss"][10] == pytest.approx(_ce(model, x[:10], y[:10]), rel=1e-6)
+
+
+def test_a_list_of_three_coordinates_is_not_read_as_one_point() -> None:
+    model, data = _mlp(), _data()
+    with pytest.raises(LandscapeError, match=r"x: \[-1, 0, 1\] is \(min, max, num\)"):
+        landscape.loss_surface(model, data, x=[-1, 0, 1], y=None)
+    assert landscape.loss_surface(model, data, x=(0.5, 0.5, 1), y=None).x.tolist() == [0.5]
 
 
 def test_a_callable_loss_and_extra_metrics() -> None:

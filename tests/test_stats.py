@@ -242,3 +242,13 @@ def test_a_grid_without_the_origin_says_where_its_centre_is(tmp_path: Path) -> N
     path = write_surface_file(tmp_path / "off.h5", x, y, {"train_loss": np.add.outer(y**2, x**2)})
     s = file_stats(path)
     assert any("from (0, 0.3333)" in n for n in s["notes"]), s["notes"]
+
+
+def test_a_line_without_points_at_a_and_b_says_so(tmp_path: Path) -> None:
+    t = np.linspace(-0.5, 1.5, 12)  # neither 0 nor 1 on the grid
+    path = write_surface_file(
+        tmp_path / "line.h5", t, None, {"train_loss": 1 + 0.5 * t + 4 * t * (1 - t)},
+        attrs={"dir_kind": "line"},
+    )  # fmt: skip
+    notes = file_stats(path, options=FAST)["notes"]
+    assert any("no point at x = 0 or 1" in n and "0.04545 and 0.9545" in n for n in notes), notes
