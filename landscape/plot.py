@@ -17,7 +17,9 @@ log10 like the data):
   themselves, so that every finite value inside the range falls in a band and the labels
   on contour lines read 0.5, 1, 1.5 rather than 0.4717.
 
-Non-finite values (NaN: not computed, inf: diverged) are masked and drawn as gaps.
+Points never computed (NaN) are gaps.  Diverged points (+inf) take the colour beyond the top of
+the scale in heat maps and filled contours (the colour bar gets an arrow), form the rim of a 3D
+surface, and are gaps in contour lines and curves.
 """
 
 from __future__ import annotations
@@ -566,7 +568,8 @@ def _band_range(kind: str, lo: float, hi: float, levels: np.ndarray) -> tuple[fl
 def _extend(z: np.ma.MaskedArray, lo: float, hi: float) -> str:
     """Which ends of the colour bar need arrows for values beyond the range."""
     v = z.compressed()
-    below, above = bool((v < lo).any()), bool((v > hi).any())
+    diverged = bool(np.isposinf(np.ma.getdata(z)).any())  # masked, but drawn above the range
+    below, above = bool((v < lo).any()), bool((v > hi).any()) or diverged
     return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
         (below, above), "both"
     )
@@ -603,11 +606,13 @@ def _draw_2d(
         step = max(1, len(inner) // 10)
         ax.clabel(mappable, inner[::step], inline=True, fmt="%.3g", fontsize=7)
     elif kind == "contourf":
-        mappable = ax.contourf(x, y, z, levels=levels, cmap=CMAP, extend=extend)
+        filled = _diverged_above(z, lo, hi)
+        mappable = ax.contourf(x, y, filled, levels=levels, cmap=CMAP, extend=extend)
     elif kind == "heatmap":
         # pcolormesh puts each value at its own coordinate, so uneven grids are drawn right
         # and y grows upwards (origin lower).
-        mappable = ax.pcolormesh(x, y, z, shading="nearest", cmap=CMAP, vmin=lo, vmax=hi)
+        filled = _diverged_above(z, lo, hi)
+        mappable = ax.pcolormesh(x, y, filled, shading="nearest", cmap=CMAP, vmin=lo, vmax=hi)
     else:
         xf, yf, zf = surface3d_heights(x, y, np.ma.getdata(z).astype(float), lo, hi)
         # Shaded by a light from the upper left: flat colour alone hides the surface's form.
@@ -705,6 +710,18 @@ def _catmull_rom(n: int, factor: int, linear: bool = False) -> np.ndarray:
             else:
                 rows[i, j] += w
     return rows
+
+
+def _diverged_above(z: np.ma.MaskedArray, lo: float, hi: float) -> np.ma.MaskedArray:
+    """z with its diverged (+inf) points unmasked at a value above the range, so that they take
+    the colour beyond the top of the scale; points never computed (NaN) stay gaps."""
+    data = np.ma.getdata(z)
+    diverged = np.isposinf(data)
+    if not diverged.any():
+        return z
+    return np.ma.masked_array(
+        np.where(diverged, hi + (hi - lo), data), np.ma.getmaskarray(z) & ~diverged
+    )
 
 
 def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:

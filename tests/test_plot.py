@@ -150,13 +150,15 @@ def test_surface3d_heights_pass_through_the_points_and_clip() -> None:
     assert plot.surface3d_heights(fine, fine, np.ones((120, 120)), 0, 2)[2].shape == (120, 120)
 
 
-def test_heatmap_masks_non_finite(broken: SurfaceData) -> None:
+def test_heatmap_leaves_out_nan_and_draws_diverged_above_the_scale(broken: SurfaceData) -> None:
     fig = plot.plot_surface(broken, "heatmap")
     (mesh,) = artists_of(main_axes(fig)[0], QuadMesh)
     arr = mesh.get_array()
     assert arr.shape == (NY, NX)
     z = broken.metrics["train_loss"]
-    np.testing.assert_array_equal(np.ma.getmaskarray(arr), ~np.isfinite(z))
+    np.testing.assert_array_equal(np.ma.getmaskarray(arr), np.isnan(z))  # only NaN is a gap
+    assert arr[1, 5] > mesh.norm.vmax  # +inf: the colour beyond the top
+    assert fig.axes[1].get_ylabel() == "train loss" and mesh.colorbar.extend in ("max", "both")
 
 
 def test_contour_default_levels_are_robust_and_labelled(broken: SurfaceData) -> None:
