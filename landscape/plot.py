@@ -125,8 +125,6 @@ def plot_surface(
     mappable = _draw_2d(ax, kind, one, z, lo, hi, lev, ext, label)
     if kind != "contour":
         _colorbar(fig, mappable, [ax], label, kind, ext)
-    if kind == "surface3d":
-        ax.set_zlabel(label)
     if title is None:
         title = f"{surface_name(surf)}: {label}"
         if surf.repeats > 1:
@@ -663,52 +661,63 @@ def surface3d_heights(
     x: np.ndarray, y: np.ndarray, z: np.ndarray, lo: float, hi: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The heights a 3D surface is drawn with: z (ny, nx) clipped to [lo, hi] and refined to
-    at least _SURFACE3D_POINTS per axis by a cubic (Catmull-Rom) curve through every point.
+    at least _SURFACE3D_POINTS per axis by a monotone cubic through every point, along x and
+    then along y.
 
     Values above the range, diverged ones (+inf) included, form a flat rim at the top as in the
     paper's renders; values below it sit on the floor.  The refined surface passes through
-    every measured value: it only replaces a coarse grid's flat facets and the zigzag
-    where they meet the rim by a smooth surface.  NaN (never computed) stays a hole over the
-    cells around its point (filled with the mean for the cubic's sake in the cells beyond).
+    every measured value and, being monotone between neighbours, neither overshoots nor dips
+    between them: it only replaces a coarse grid's flat facets and the zigzag where they meet
+    the rim by a smooth surface.  NaN (never computed) stays a hole over the cells around its
+    point (filled with the mean for the cubic's sake in the cells beyond).
     """
     with np.errstate(invalid="ignore"):
         clipped = np.where(np.isnan(z), np.nan, np.clip(z, lo, hi))
     factors = [max(1, -(-(_SURFACE3D_POINTS - 1) // (len(v) - 1))) for v in (y, x)]  # ceil
-    wy, wx = (_catmull_rom(len(v), f) for v, f in zip((y, x), factors, strict=True))
     holes = np.isnan(clipped)
     filled = np.where(holes, np.nanmean(clipped) if not holes.all() else hi, clipped)
-    fine = np.clip(wy @ filled @ wx.T, lo, hi)
+    fine = _monotone_cubic(_monotone_cubic(filled, factors[1]).T, factors[0]).T
     # A hole covers the cells that touch its point, as plot_surface leaves a coarse one.
-    ly, lx = (_catmull_rom(len(v), f, linear=True) for v, f in zip((y, x), factors, strict=True))
+    ly, lx = (_linear_weights(len(v), f) for v, f in zip((y, x), factors, strict=True))
     fine[(ly != 0) @ holes @ (lx != 0).T > 0] = np.nan
-    return wx @ x, wy @ y, fine
+    return lx @ x, ly @ y, np.clip(fine, lo, hi)
 
 
-def _catmull_rom(n: int, factor: int, linear: bool = False) -> np.ndarray:
-    """Weights ((n - 1) * factor + 1, n) that put `factor` steps of a Catmull-Rom cubic (or a
-    straight line) between neighbouring samples; the cubic's ends are extended by lines."""
+def _monotone_cubic(z: np.ndarray, factor: int) -> np.ndarray:
+    """Rows of z (evenly spaced samples) with `factor` steps between neighbours, on the
+    monotone piecewise cubic of Fritsch and Carlson (as scipy's PCHIP): exact at the samples,
+    and between two of them it stays within their values."""
+    if factor == 1:
+        return z.copy()
+    d = np.diff(z, axis=-1)  # (rows, n - 1) slopes of the chords
+    m = np.zeros_like(z)  # slopes at the samples
+    inner = d[:, :-1] * d[:, 1:] > 0  # same sign on both sides, else a flat tangent
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m[:, 1:-1] = np.where(inner, 2 * d[:, :-1] * d[:, 1:] / (d[:, :-1] + d[:, 1:]), 0.0)
+    if z.shape[-1] == 2:
+        m[:, 0] = m[:, -1] = d[:, 0]
+    else:
+        for end, (d0, d1) in ((0, (d[:, 0], d[:, 1])), (-1, (d[:, -1], d[:, -2]))):
+            e = (3 * d0 - d1) / 2  # the three-point end slope, kept shape-preserving
+            e = np.where(np.sign(e) != np.sign(d0), 0.0, e)
+            m[:, end] = np.where((np.sign(d0) != np.sign(d1)) & (abs(e) > 3 * abs(d0)), 3 * d0, e)
+    n = z.shape[-1]
+    k = np.minimum(np.arange((n - 1) * factor + 1) // factor, n - 2)  # the cell of each point
+    t = np.arange((n - 1) * factor + 1) / factor - k
+    h00, h10 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t
+    h01, h11 = -2 * t**3 + 3 * t**2, t**3 - t**2
+    return h00 * z[:, k] + h10 * m[:, k] + h01 * z[:, k + 1] + h11 * m[:, k + 1]
+
+
+def _linear_weights(n: int, factor: int) -> np.ndarray:
+    """Weights ((n - 1) * factor + 1, n) of the straight lines between neighbouring samples."""
     rows = np.zeros(((n - 1) * factor + 1, n))
     for i in range(len(rows)):
         k, step = divmod(i, factor)
         if k == n - 1:
             rows[i, k] = 1.0
-            continue
-        t = step / factor
-        if linear:
-            rows[i, k], rows[i, k + 1] = 1.0 - t, t
-            continue
-        weights = 0.5 * np.array(
-            [-t + 2 * t**2 - t**3, 2 - 5 * t**2 + 3 * t**3, t + 4 * t**2 - 3 * t**3, t**3 - t**2]
-        )
-        for j, w in zip((k - 1, k, k + 1, k + 2), weights, strict=True):
-            if j < 0:  # the sample before the first: 2 * first - second
-                rows[i, 0] += 2 * w
-                rows[i, 1] -= w
-            elif j >= n:
-                rows[i, n - 1] += 2 * w
-                rows[i, n - 2] -= w
-            else:
-                rows[i, j] += w
+        else:
+            rows[i, k], rows[i, k + 1] = 1.0 - step / factor, step / factor
     return rows
 
 

@@ -141,10 +141,14 @@ def test_surface3d_heights_pass_through_the_points_and_clip() -> None:
     assert (holes.min(0) == [fy + 1, 2 * fx + 1]).all() and (
         holes.max(0) == [3 * fy - 1, 4 * fx - 1]
     ).all()
-    # A cubic through the points: a plane is reproduced exactly between them.
+    # A plane is reproduced exactly between the points.
     plane = 1.5 + 0.1 * xx + 0.2 * yy
     xf, yf, zf = plot.surface3d_heights(x, y, plane, 0.0, 3.0)
     assert_allclose(zf, 1.5 + 0.1 * xf[None, :] + 0.2 * yf[:, None])
+    # A step (a rim) neither overshoots nor dips: monotone between the samples.
+    step = np.repeat([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]], NY, axis=0)
+    rows = plot.surface3d_heights(x, y, step, -5.0, 5.0)[2]
+    assert rows.min() == 0.0 and rows.max() == 1.0 and np.all(np.diff(rows, axis=1) >= 0)
     # A grid as fine as the drawing is drawn as it is.
     fine = np.linspace(0, 1, 120)
     assert plot.surface3d_heights(fine, fine, np.ones((120, 120)), 0, 2)[2].shape == (120, 120)
