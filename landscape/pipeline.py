@@ -22,14 +22,12 @@ def compare_figures(
 ) -> list[Path]:
     """One side-by-side figure per kind, panels on a shared scale; returns the written paths."""
     from .plot import plot_compare, save_figure
-    from .storage import read_surface
+    from .storage import distinct_titles, read_surface
 
     surfs = [read_surface(f) for f in files]
     if titles is not None and len(titles) != len(surfs):
         raise LandscapeError(f"got {len(titles)} titles for {len(surfs)} files; give one each")
-    names = (
-        list(titles) if titles else [s.attrs.get("title") or Path(s.path or "").stem for s in surfs]
-    )
+    names = list(titles) if titles else distinct_titles([s.title for s in surfs])
     if kinds is None:
         kinds = ["contour", "surface3d"] if surfs[0].ndim == 2 else ["line"]
     out_path = Path(out_path)

@@ -41,7 +41,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .errors import EmptyRangeError, LandscapeError, unknown_name_message
 from .export import pick_metric
-from .storage import SurfaceData, read_surface
+from .storage import SurfaceData, distinct_titles, read_surface
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -126,7 +126,7 @@ def plot_surface(
     if kind != "contour":
         _colorbar(fig, mappable, [ax], label, kind, ext)
     if title is None:
-        title = f"{surface_name(surf)}: {label}"
+        title = f"{surf.title}: {label}"
         if surf.repeats > 1:
             title += f" (draw {repeat + 1} of {surf.repeats})"
     ax.set_title(title)
@@ -179,7 +179,7 @@ def plot_repeats(
     ax.set_ylabel(metric_label(name))
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
-    ax.set_title(title if title is not None else f"{surface_name(surf)}: {k} direction draws")
+    ax.set_title(title if title is not None else f"{surf.title}: {k} direction draws")
     return fig
 
 
@@ -205,13 +205,13 @@ def plot_compare(
         raise LandscapeError("plot_compare needs at least one surface")
     dims = {s.ndim for s in surfs}
     if len(dims) > 1:
-        which = ", ".join(f"{s.path or surface_name(s)} is {s.ndim}D" for s in surfs)
+        which = ", ".join(f"{s.path or s.title} is {s.ndim}D" for s in surfs)
         raise LandscapeError(f"cannot compare 1D with 2D surfaces ({which}); pick one kind")
     ndim = dims.pop()
     kind = kind or ("contour" if ndim == 2 else "line")
     _check_kind(kind, ndim)
     if titles is None:
-        titles = [surface_name(s) for s in surfs]
+        titles = distinct_titles([s.title for s in surfs])
     elif len(titles) != len(surfs):
         raise LandscapeError(f"got {len(titles)} titles for {len(surfs)} surfaces; give one each")
     ones = [s.repeat(repeat) if s.repeats > 1 else s for s in surfs]
@@ -312,7 +312,7 @@ def plot_trajectory(
     ax.set_xlabel(xlabel if xlabel is not None else one.axis_label(0))
     ax.set_ylabel(ylabel if ylabel is not None else one.axis_label(1))
     ax.legend(loc="best")
-    ax.set_title(title if title is not None else f"{surface_name(surf)}: {label}")
+    ax.set_title(title if title is not None else f"{surf.title}: {label}")
     return fig
 
 
@@ -457,14 +457,6 @@ def metric_label(metric: str, log: bool = False) -> str:
     if metric.endswith("_acc"):
         label += " (%)"
     return f"log10 {label}" if log else label
-
-
-def surface_name(surf: SurfaceData) -> str:
-    """The run's title attribute, else the file's stem, else "surface"."""
-    title = surf.attrs.get("title")
-    if title:
-        return str(title)
-    return Path(surf.path).stem if surf.path else "surface"
 
 
 def _check_kind(kind: str, ndim: int) -> None:
@@ -821,5 +813,5 @@ def _plot_line(
         ax.legend(handles, labels, loc="best")
     ax.set_xlabel(surf.axis_label(0))
     ax.grid(alpha=0.3)
-    ax.set_title(title if title is not None else surface_name(surf))
+    ax.set_title(title if title is not None else surf.title)
     return fig

@@ -24,7 +24,7 @@ from .metrics import (
     repeat_stats,
     surface_stats,
 )
-from .storage import SurfaceData, read_directions, read_extra, read_surface
+from .storage import SurfaceData, distinct_titles, read_directions, read_extra, read_surface
 
 # The extra array (under /extra) that holds a map of |lambda_min / lambda_max| on the grid.
 HESSIAN_RATIO = "hessian_ratio"
@@ -120,7 +120,7 @@ def file_stats(
         stats.update(_barrier(surf, name, opts, notes))
 
     return {
-        "title": run_title(surf),
+        "title": surf.title,
         "path": str(path),
         "metric": name,
         "ndim": surf.ndim,
@@ -157,7 +157,7 @@ def compare_stats(
     for p in paths:
         runs.append(file_stats(p, metric, radii, options=options))
         metric = runs[0]["metric"]  # the rest follow the first file's metric
-    names = list(titles) if titles is not None else _unique([r["title"] for r in runs])
+    names = list(titles) if titles is not None else distinct_titles([r["title"] for r in runs])
     out: dict[str, dict[str, Any]] = {}
     for n, r in zip(names, runs, strict=True):
         r["title"] = n
@@ -200,14 +200,6 @@ def format_stats(stats: dict[str, Any]) -> str:
         lines.append(f"(mean [95% bootstrap interval of the mean] over {draws} direction draws)")
     lines += [f"note: {n}" for n in stats["notes"]]
     return "\n".join(lines)
-
-
-def run_title(surf: SurfaceData) -> str:
-    """The file's title attribute, else its file name without the suffix."""
-    title = surf.attrs.get("title")
-    if title:
-        return str(title)
-    return Path(surf.path).stem if surf.path else "surface"
 
 
 def _barrier(
@@ -292,14 +284,6 @@ def _grid(surf: SurfaceData) -> dict[str, list[float] | None]:
         return [float(a[0]), float(a[-1]), len(a)] if len(a) else [math.nan, math.nan, 0]
 
     return {"x": axis(surf.x), "y": axis(surf.y)}
-
-
-def _unique(names: list[str]) -> list[str]:
-    """Titles as given, with " #2", " #3", ... added to repeats so each column is its own."""
-    out: list[str] = []
-    for i, n in enumerate(names):
-        out.append(n if n not in out and names.count(n) == 1 else f"{n} #{i + 1}")
-    return out
 
 
 def _num(v: float) -> str:

@@ -52,6 +52,14 @@ class SurfaceData:
     repeats: int = 1
 
     @property
+    def title(self) -> str:
+        """The run's title attribute, else the file's stem, else "surface"."""
+        title = self.attrs.get("title")
+        if title:
+            return str(title)
+        return Path(self.path).stem if self.path else "surface"
+
+    @property
     def ndim(self) -> int:
         return 1 if self.y is None else 2
 
@@ -190,6 +198,15 @@ class SurfaceWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def distinct_titles(names: Sequence[str]) -> list[str]:
+    """Titles as given, with " #2", " #3", ... added to repeats so that each panel or column is
+    its own."""
+    out: list[str] = []
+    for i, n in enumerate(names):
+        out.append(n if n not in out and list(names).count(n) == 1 else f"{n} #{i + 1}")
+    return out
 
 
 def read_attrs(path: str | Path) -> dict[str, Any]:

@@ -393,10 +393,14 @@ def test_plot_file_on_original_layout(tmp_path: Path) -> None:
         check_png(p, min_colors=3)
 
 
-def test_surface_name_prefers_title(bowl: SurfaceData) -> None:
-    assert plot.surface_name(bowl) == "bowl"
+def test_surface_title_prefers_the_attribute_and_compare_keeps_panels_apart(
+    bowl: SurfaceData,
+) -> None:
+    assert bowl.title == "bowl"
+    panels = plot.plot_compare([bowl, bowl], "heatmap").axes[:2]
+    assert [ax.get_title() for ax in panels] == ["bowl #1", "bowl #2"]
     bowl.attrs["title"] = "ResNet-56"
-    assert plot.surface_name(bowl) == "ResNet-56"
+    assert bowl.title == "ResNet-56"
     assert plot.plot_surface(bowl, "contour").axes[0].get_title() == "ResNet-56: train loss"
 
 
