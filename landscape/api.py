@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -32,7 +31,7 @@ from .data import subset_indices
 from .directions import Direction, target_tensors
 from .engine import EvalSet, resolve_device
 from .errors import LandscapeError
-from .surface import MetricFn, SurfaceJob, axis_coords, run_job
+from .surface import MetricFn, SurfaceJob, axis_coords, provenance_attrs, run_job
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -542,9 +541,7 @@ def _attrs(
         "samples": settings["samples"] if settings["samples"] is not None else -1,
         "splits": list(splits),
         "data_seed": settings["data_seed"],
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "landscape_version": _version(),
-        "torch_version": torch.__version__,
+        **provenance_attrs(),
     }
 
 
@@ -575,12 +572,6 @@ def _bar(total: int, initial: int) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="surface", unit="pt")
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 # ----------------------------------------------------------------------------- the result

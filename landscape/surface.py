@@ -628,8 +628,6 @@ def bn_tensors(cfg: Config, device: torch.device) -> Tensor | None:
 
 def evaluation_attrs(cfg: Config) -> dict[str, Any]:
     """File attributes saying how points were evaluated, and with which versions."""
-    import platform
-
     scfg = cfg.surface
     return {
         "loss": scfg.loss,
@@ -638,8 +636,19 @@ def evaluation_attrs(cfg: Config) -> dict[str, Any]:
         "samples": scfg.samples if scfg.samples is not None else -1,
         "splits": list(scfg.splits),
         "data_seed": cfg.data.seed,
+        **provenance_attrs(),
+    }
+
+
+def provenance_attrs() -> dict[str, str]:
+    """When a file was made, and with which versions."""
+    import platform
+
+    from . import __version__
+
+    return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "landscape_version": _version(),
+        "landscape_version": __version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
