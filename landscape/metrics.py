@@ -96,6 +96,8 @@ class Estimate:
         return text
 
 
+# inf - inf (two diverged neighbours) is NaN by design here: every metric keeps finite pairs only.
+@np.errstate(invalid="ignore", over="ignore")
 def surface_stats(
     surf: SurfaceData,
     metric: str = "train_loss",
