@@ -181,7 +181,8 @@ def format_stats(stats: dict[str, Any]) -> str:
         f"{stats['title']} ({stats['path']})",
         f"  {stats['metric']} on a {ndim}D grid of {size} points ({span}), "
         f"{draws} direction draw{'s' if draws != 1 else ''} of "
-        f"{prov.get('dir_kind') or 'random'} directions, norm {prov.get('norm') or '?'}",
+        f"{prov.get('dir_kind') or 'random'} directions"
+        + (f", norm {prov['norm']}" if prov.get("norm") else ""),
         f"  values: {v['points']} points, {v['done']} computed, {v['nonfinite']} not finite "
         f"({v['nan']} NaN, {v['inf']} inf)",
     ]
