@@ -120,7 +120,8 @@ def plot_surface(
     lev = _levels(levels, lo, hi, log)
     ext = _extend(z, *_band_range(kind, lo, hi, lev))
 
-    fig = Figure(figsize=(6.4, 5.0) if kind == "surface3d" else (5.6, 4.6), layout="constrained")
+    size = (6.4, 5.0) if kind == "surface3d" else (5.6, _flat_height(one, 4.6))
+    fig = Figure(figsize=size, layout="constrained")
     ax = _new_axes(fig, kind, 1, 0)
     mappable = _draw_2d(ax, kind, one, z, lo, hi, lev, ext, label)
     if kind != "contour":
@@ -244,7 +245,7 @@ def plot_compare(
     ext = _extend(np.ma.concatenate([z.ravel() for z in zs]), *_band_range(kind, lo, hi, lev))
 
     n = len(ones)
-    fig = Figure(figsize=(4.4 * n + 1.2, 4.4), layout="constrained")
+    fig = Figure(figsize=(4.4 * n + 1.2, _flat_height(ones[0], 4.4)), layout="constrained")
     axes: list[Axes] = []
     mappables = []
     for i, (s, z, t) in enumerate(zip(ones, zs, titles, strict=True)):
@@ -723,6 +724,15 @@ def _diverged_above(z: np.ma.MaskedArray, lo: float, hi: float) -> np.ma.MaskedA
     return np.ma.masked_array(
         np.where(diverged, hi + (hi - lo), data), np.ma.getmaskarray(z) & ~diverged
     )
+
+
+def _flat_height(surf: SurfaceData, height: float) -> float:
+    """A figure height for a plane drawn at equal scales: lower for a wide, short grid, so that
+    the colour bar (as tall as the figure) does not tower over the axes."""
+    if surf.y is None:
+        return height
+    ratio = float(np.ptp(surf.y)) / max(float(np.ptp(surf.x)), 1e-12)
+    return min(height, 1.6 + 3.6 * ratio) if 1 / 3 <= ratio <= 3 else height
 
 
 def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
