@@ -84,8 +84,14 @@ def reproduce(
     chosen = [surfaces[n] for n in names]
     # compare.titles name compare.runs (else every run with a surface) in order, whichever of
     # them are drawn now.
-    every = [r.run or r.name for r in select_runs(cfg) if "surface" in r.stages]
+    every = {r.run or r.name: r for r in select_runs(cfg) if "surface" in r.stages}
     title_of = dict(zip(c.runs or every, c.titles or [], strict=False))
+    one_d = {every[n].surface.y is None for n in names}
+    if len(chosen) > 1 and not c.runs and len(one_d) > 1:
+        # The config lists no runs to compare and its runs make 1D and 2D surfaces: there is no
+        # one figure for them (config validation refuses such a compare.runs).
+        log("compare: the runs make 1D and 2D surfaces; list runs of one kind in compare.runs")
+        chosen = []
     if len(chosen) > 1:
         base = Path(cfg.out) / cfg.name
         metric = c.metric or cfg.plot.metric or _default_metric(cfg)

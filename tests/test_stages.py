@@ -110,3 +110,18 @@ def test_compare_titles_follow_their_runs_and_a_range_without_data_falls_back(
     assert any(p.name.startswith("compare_train_loss") for p in figures)
     (table,) = [line for line in said if "title-a" in line]
     assert table.index("title-b") < table.index("title-a")
+
+
+def test_runs_of_1d_and_2d_surfaces_skip_the_comparison_not_the_run(tmp_path: Path) -> None:
+    raw = deep_merge(
+        copy.deepcopy(TINY_RAW),
+        {
+            "out": str(tmp_path),
+            "runs": [{"name": "plane"}, {"name": "line", "surface": {"y": None}}],
+        },
+    )
+    said: list[str] = []
+    figures = reproduce(config_from_dict(raw), progress=False, log=said.append)
+    assert any("the runs make 1D and 2D surfaces" in line for line in said)
+    assert not any(p.name.startswith("compare_") for p in figures)
+    assert (tmp_path / "t" / "report.html").is_file()
