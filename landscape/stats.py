@@ -193,7 +193,11 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"{_num(d['max_abs_cosine'])} (independent random ones: about "
             f"{_num(d['random_scale'])})"
         )
-    shown = [f"{k} {prov[k]}" for k in PROVENANCE_KEYS if prov.get(k) is not None]
+    # A line or plane between checkpoints draws nothing at random: its seed means nothing.
+    seedless = {"direction_seed"} if prov.get("dir_kind") in ("line", "plane") else set()
+    shown = [
+        f"{k} {prov[k]}" for k in PROVENANCE_KEYS if prov.get(k) is not None and k not in seedless
+    ]
     if shown:
         lines.append("  provenance: " + ", ".join(shown))
     lines += ["", compare_table({stats["title"]: stats["stats"]})]
