@@ -366,7 +366,7 @@ _VIEWER_JS = r"""
   }
 
   // The top of the scale: for a loss, the largest value not above min + 5 * (median - min),
-  // so that a few diverged points do not flatten the basin (the rule of plot.py).
+  // so that a few diverged points do not flatten the basin (the rule of plot.scales).
   function valueRange(vals, isLoss) {
     var s = vals.slice().sort(function (a, b) { return a - b; });
     var lo = s[0], hi = s[s.length - 1];
