@@ -96,13 +96,13 @@ def pca_directions(
 ) -> tuple[list[dict[str, torch.Tensor]], np.ndarray]:
     """Top-``n`` principal directions of the path around ``final`` and their explained variance.
 
-    The difference matrix M (T, P) with rows ``w_t - w_final`` is *not* centred: as in the paper,
-    the final weights are the origin of the plot, so the directions are those that best explain
-    the path's distance from the final point, and the variance ratios are ``s_i^2 / sum(s^2)``
-    over the singular values s of M. The SVD is taken through the small (T, T) Gram matrix
-    ``M M^T``, so no second (T, P) array is allocated. Each direction has unit norm over the
-    selected tensors and zeros on the ignored ones; its sign is fixed so that the first checkpoint
-    has a non-negative coordinate, which makes the plot reproducible.
+    The rows of the difference matrix M (T, P) are ``w_t - w_final``; like the paper's code (scikit-
+    learn's PCA), M is centred on its mean row before the SVD, and the variance ratios are
+    ``s_i^2 / sum(s^2)`` over the singular values s of the centred M. The final weights stay the
+    origin of the plot. The SVD is taken through the small (T, T) Gram matrix, so no second
+    (T, P) array is allocated. Each direction has unit norm over the selected tensors and zeros
+    on the ignored ones; its sign is fixed so that the first checkpoint has a non-negative
+    coordinate, which makes the plot reproducible.
     """
     if len(path) < 2:
         raise LandscapeError(
@@ -117,20 +117,21 @@ def pca_directions(
             f"asked for {n} PCA directions but the path has only {rows.shape[0]} checkpoints "
             f"of {rows.shape[1]} weights; ask for fewer"
         )
-    gram = rows @ rows.T  # (T, T)
+    centred = rows - rows.mean(dim=0)
+    gram = centred @ centred.T  # (T, T)
     evals, evecs = torch.linalg.eigh(gram)  # ascending
     evals = evals.flip(0).clamp_min(0.0)
     evecs = evecs.flip(1)
     total = float(torch.trace(gram))
     if total <= 0.0:
-        raise LandscapeError("every checkpoint equals the final weights; the path does not move")
+        raise LandscapeError("every checkpoint is the same point; the path does not move")
     # Below this the Gram eigenvalue is rounding noise and its direction is arbitrary.
     if float(evals[n - 1]) <= 1e-12 * float(evals[0]):
         raise LandscapeError(
             f"the path spans fewer than {n} dimensions; ask for fewer PCA directions"
         )
     sing = evals[:n].sqrt()
-    flat_dirs = (rows.T @ evecs[:, :n]) / sing  # (P, n): right singular vectors of M
+    flat_dirs = (centred.T @ evecs[:, :n]) / sing  # (P, n): right singular vectors
     flat_dirs = flat_dirs / flat_dirs.norm(dim=0)  # undo the rounding of the Gram route
     first = rows[0] @ flat_dirs
     flat_dirs = flat_dirs * torch.where(first < 0, -1.0, 1.0)
