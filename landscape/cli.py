@@ -25,15 +25,18 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except LandscapeError as e:
+            if _rank() != 0:  # under torchrun every rank fails alike; rank 0 says why
+                sys.exit(1)
             raise click.ClickException(str(e)) from None
         except OSError as e:  # a folder that cannot be made, a file that cannot be written
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
         except KeyboardInterrupt:
-            click.echo(
-                "interrupted: finished work is saved; run the same command again to resume",
-                err=True,
-            )
+            if _rank() == 0:
+                click.echo(
+                    "interrupted: finished work is saved; run the same command again to resume",
+                    err=True,
+                )
             sys.exit(130)
 
     return wrapper
@@ -54,6 +57,12 @@ class _Job:
 
     def bars(self, desc: str) -> Callable[[int, int], Any] | None:
         return _bar_factory(self.quiet, desc)
+
+
+def _rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", "0"))
 
 
 def _config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -206,9 +215,18 @@ def train(job: _Job, overwrite: bool) -> None:
 
     Example: landscape train configs/quickstart.yaml --set train.epochs=5
     """
+    import os
+
     from .train import train as train_run
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise LandscapeError(
+            "train runs in one process: start it without torchrun (torchrun shares surfaces)"
+        )
     for run in job.runs:
+        if run.checkpoint is not None:  # a run drawn around another run's (or a given) network
+            _echo(f"[{run.run or run.name}] uses checkpoint {run.checkpoint}: nothing to train")
+            continue
         path = train_run(run, progress=job.progress, log=_echo, overwrite=overwrite)
         click.echo(str(path))
 

@@ -173,9 +173,17 @@ def run_job(
         done: np.ndarray | None = target.done
     else:
         target = Path(path)
+        refusal = None
         if dist_info.rank == 0:
-            _prepare_file(job, target, overwrite)
-        _barrier(dist_info)
+            try:
+                _prepare_file(job, target, overwrite)
+            except LandscapeError as e:
+                refusal = str(e)
+        # Every rank learns rank 0's refusal (a file of other settings, say) and stops with it,
+        # instead of waiting at a barrier rank 0 never reaches.
+        refusal = _from_rank0(refusal, dist_info)
+        if refusal is not None:
+            raise LandscapeError(refusal)
         done = storage.read_surface(target).done if dist_info.rank == 0 else None
     pending = _broadcast_pending(done, dist_info)
     if pending:
@@ -403,13 +411,18 @@ def _broadcast_pending(done: np.ndarray | None, dist_info: Distributed) -> list[
     pending = None
     if done is not None:
         pending = [tuple(int(v) for v in i) for i in np.argwhere(~done)]
-    if dist_info.enabled:
-        import torch.distributed as dist
+    return _from_rank0(pending, dist_info) or []
 
-        box = [pending]
-        dist.broadcast_object_list(box, src=0)
-        pending = box[0]
-    return pending or []
+
+def _from_rank0(item: Any, dist_info: Distributed) -> Any:
+    """Rank 0's `item` on every rank (itself without torch.distributed)."""
+    if not dist_info.enabled:
+        return item
+    import torch.distributed as dist
+
+    box = [item]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _gather(item: Any, dist_info: Distributed) -> list[Any]:
@@ -418,13 +431,6 @@ def _gather(item: Any, dist_info: Distributed) -> list[Any]:
     out: list[Any] = [None] * dist_info.world if dist_info.rank == 0 else []
     dist.gather_object(item, out if dist_info.rank == 0 else None, dst=0)
     return out if dist_info.rank == 0 else []
-
-
-def _barrier(dist_info: Distributed) -> None:
-    if dist_info.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
 
 
 def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:

@@ -48,10 +48,11 @@ def load_trained(
     return model.to(device).eval(), ckpt
 
 
-def build_model(cfg: Config) -> nn.Module:
+def build_model(cfg: Config, args: dict[str, Any] | None = None) -> nn.Module:
+    """The config's model, freshly initialized; args: model_args(cfg) when already known."""
     from .models import create_model
 
-    return create_model(cfg.model.name, **model_args(cfg))
+    return create_model(cfg.model.name, **(args if args is not None else model_args(cfg)))
 
 
 def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
@@ -75,14 +76,23 @@ def lr_at(epoch: int, t: TrainConfig) -> float:
     return t.lr
 
 
+# Settings that do not change the weights: where the data lives, whether it may be downloaded,
+# the test subset (test metrics only), loader workers and how often checkpoints are kept.
+_NOT_WEIGHTS = {"data": ("root", "download", "test_subset"), "train": ("workers", "save_every")}
+
+
 def _train_fingerprint(cfg: Config) -> dict[str, Any]:
     d = cfg.to_dict()
-    # Where the data lives and whether it may be downloaded do not change the weights.
-    data = {k: v for k, v in d["data"].items() if k not in ("root", "download")}
+    return _weights_settings({"model": d["model"], "data": d["data"], "train": d["train"]})
+
+
+def _weights_settings(fp: dict[str, Any]) -> dict[str, Any]:
+    """A training fingerprint without _NOT_WEIGHTS (also those that older checkpoints hold)."""
     return {
-        "model": d["model"],
-        "data": data,
-        "train": {k: v for k, v in d["train"].items() if k != "workers"},
+        section: {k: v for k, v in values.items() if k not in _NOT_WEIGHTS.get(section, ())}
+        if isinstance(values, dict)
+        else values
+        for section, values in fp.items()
     }
 
 
@@ -112,7 +122,7 @@ def train(
     for existing in (final, last):
         if existing.exists():
             stored = load_checkpoint(existing).get("train_fingerprint")
-            if stored is not None and stored != fp:
+            if stored is not None and (stored := _weights_settings(stored)) != fp:
                 raise LandscapeError(
                     f"{existing} was trained with other settings ({differences(stored, fp)}): "
                     + START_AFRESH
@@ -128,7 +138,9 @@ def train(
     test = EvalSet(tx.to(dev), ty.to(dev))
     margs = model_args(cfg)
     torch.manual_seed(t.seed)
-    model = build_model(cfg).to(dev)
+    # Nothing between the seed and the model: a data function called here could draw from the
+    # random generator and change the initial weights.
+    model = build_model(cfg, margs).to(dev)
     if t.channels_last:
         # Faster convolutions on CPUs and GPUs; checkpoints store ordinary (contiguous) tensors.
         model = model.to(memory_format=torch.channels_last)

@@ -180,6 +180,19 @@ def test_flags_win_over_a_runs_own_settings(
     _assert_clean_error(_invoke("train", config, "--run", "b"), "no CUDA GPU")
 
 
+def test_train_skips_runs_drawn_around_another_runs_network(
+    write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_yaml(FIGURE.replace("{name: b}", "{name: b, checkpoint: 'run:a'}"))
+    result = _invoke("train", config, "--out", tmp_path, "-q", "--profile", "quick")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [str(tmp_path / "fig" / "a" / "checkpoints" / "final.pt")]
+    assert "[b] uses checkpoint run:a: nothing to train" in result.stderr
+    assert not (tmp_path / "fig" / "b").exists()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun
+    _assert_clean_error(_invoke("train", config, "--out", tmp_path), "without torchrun")
+
+
 def test_ctrl_c_exits_130(
     write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

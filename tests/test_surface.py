@@ -489,9 +489,9 @@ def _compare_with_one_process(cfg: Any, tmp_path: Path) -> None:
         assert_close(two.metrics[name], one.metrics[name], rtol=1e-6, atol=0)
 
 
-def test_two_ranks_equal_one_process(make_config: Callable[..., Any], tmp_path: Path) -> None:
-    """Two CLI processes joined as torchrun would join them (env:// on loopback, gloo)."""
-    cfg, config = _distributed_config(make_config, tmp_path)
+def _two_ranks(config: Path, *args: str) -> list[tuple[int, str, str]]:
+    """(exit code, stdout, stderr) of two CLI processes joined as torchrun would join them
+    (env:// on loopback, gloo)."""
     port = _free_port()
     procs = []
     for rank in range(2):
@@ -507,7 +507,7 @@ def test_two_ranks_equal_one_process(make_config: Callable[..., Any], tmp_path: 
         cmd = [sys.executable, "-m", "landscape", "surface", str(config), "-q", "--device", "cpu"]
         procs.append(
             subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                [*cmd, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         )
     outs = []
@@ -518,11 +518,21 @@ def test_two_ranks_equal_one_process(make_config: Callable[..., Any], tmp_path: 
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err
-    assert outs[0][0].strip() == str(cfg.surface_path)  # only rank 0 reports the file
-    assert outs[1][0].strip() == ""
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs, strict=True)]
+
+
+def test_two_ranks_equal_one_process(make_config: Callable[..., Any], tmp_path: Path) -> None:
+    cfg, config = _distributed_config(make_config, tmp_path)
+    (rc0, out0, err0), (rc1, out1, err1) = _two_ranks(config)
+    assert rc0 == 0 and rc1 == 0, err0 + err1
+    assert out0.strip() == str(cfg.surface_path)  # only rank 0 reports the file
+    assert out1.strip() == ""
     _compare_with_one_process(cfg, tmp_path)
+    # A refusal to resume stops both ranks; rank 0 alone says why, in one line.
+    (rc0, _, err0), (rc1, _, err1) = _two_ranks(config, "--set", "surface.directions.seed=7")
+    assert rc0 == rc1 == 1
+    assert err0.startswith("Error: ") and "directions.seed: 0 in the file, 7 now" in err0
+    assert len(err0.splitlines()) == 1 and err1 == ""
 
 
 @pytest.mark.slow
