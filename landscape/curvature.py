@@ -177,9 +177,9 @@ def compute_hessian_map(
     if path.exists() and overwrite:
         path.unlink()
     if path.exists():
-        stored = storage.read_attrs(path).get("hessian_fingerprint")
-        if stored != expected:
-            changed = differences(yaml.safe_load(stored or "{}"), yaml.safe_load(expected))
+        stored = _without_speed(storage.read_attrs(path).get("hessian_fingerprint"))
+        if stored != _without_speed(expected):
+            changed = differences(stored, _without_speed(expected))
             raise LandscapeError(f"{path} was made with other settings ({changed}): {START_AFRESH}")
     else:
         metrics = [f"{split}_loss", f"{split}_acc", *CURVATURE_METRICS]
@@ -402,6 +402,13 @@ def _digest(dirs: Sequence[Mapping[str, Tensor]]) -> str:
     return h.hexdigest()
 
 
+def _without_speed(fingerprint: str | None) -> dict[str, Any]:
+    """A stored fingerprint without the batch size, a speed option that older files hold."""
+    settings = yaml.safe_load(fingerprint or "{}")
+    settings.get("surface", {}).pop("batch_size", None)
+    return settings
+
+
 def _fingerprint(
     cfg: Config,
     opts: HessianOptions,
@@ -419,7 +426,7 @@ def _fingerprint(
         {
             "model": d["model"],
             "data": {k: v for k, v in d["data"].items() if k not in ("root", "download")},
-            "surface": {k: s[k] for k in ("splits", "loss", "bn", "bn_samples", "batch_size")},
+            "surface": {k: s[k] for k in ("splits", "loss", "bn", "bn_samples")},
             "ignore": s["directions"]["ignore"],
             "samples": samples,
             "iters": opts.iters,

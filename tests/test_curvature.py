@@ -119,6 +119,8 @@ def test_map_resumes_and_lines_up_with_the_surface(surfaced: Any, tmp_path: Path
     assert center["lambda_max"] > 0 and np.isfinite(center["trace"])
     with pytest.raises(LandscapeError, match="iters: 4 in the file, 5 now.*--overwrite"):
         compute_hessian_map(cfg, options=HessianOptions(grid=3, iters=5, probes=2))
+    cfg.surface.batch_size = 7  # a speed option: the finished file is still this run's
+    assert compute_hessian_map(cfg, options=opts) == path
 
 
 def test_coarser_grid_stays_out_of_the_surface_file(surfaced: Any, tmp_path: Path) -> None:
