@@ -607,7 +607,7 @@ def bench(
 ) -> None:
     """Measure surface throughput against the model's raw forward speed and a naive baseline.
 
-    Prints a table and one JSON line per model for tracking.
+    Prints a table and one JSON line per model and setting, for tracking.
 
     Example: landscape bench --models resnet20 --samples 1000
     """

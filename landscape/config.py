@@ -99,6 +99,7 @@ class DataConfig:
     test_subset: int | None = None
     resize: int | None = None
     augment: bool = True
+    # Seeds the subsets and, for digits (which ship without a split), the train/test split.
     seed: int = 0
     args: dict[str, Any] = field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import math
 import time
 from collections.abc import Callable
@@ -277,10 +278,13 @@ def _rewrite_csv(path: Path, keep_epochs: int) -> None:
     if path.exists():
         with open(path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= keep_epochs]
-    with open(path, "w", newline="") as f:
+    # Written aside and moved in, so that a kill here leaves the old rows, not half of them.
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         w.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
