@@ -202,3 +202,16 @@ def test_plot_range_covers_path_and_origin() -> None:
         plot_range(coords, margin=-1)
     with pytest.raises(LandscapeError, match=r"\(T, 2\)"):
         plot_range(np.zeros((4, 3)))
+
+
+def test_explained_variance_is_the_papers_code_s() -> None:
+    """The paper's code takes scikit-learn's PCA of the differences, which centres them."""
+    from sklearn.decomposition import PCA
+
+    p = _planted(noise=1e-2)
+    dirs, ratios = pca_directions(p["path"], p["final"], n=2)
+    rows = np.stack([(flatten(w, NAMES) - flatten(p["final"], NAMES)).numpy() for w in p["path"]])
+    reference = PCA(n_components=2).fit(rows)
+    np.testing.assert_allclose(ratios, reference.explained_variance_ratio_, rtol=1e-6)
+    for d, component in zip(dirs, reference.components_, strict=True):
+        assert abs(float(flatten(d, NAMES).numpy() @ component)) == pytest.approx(1.0, abs=1e-6)
