@@ -157,6 +157,12 @@ def train(
         start = int(ck["epoch"])
         metrics = dict(ck.get("metrics") or {})
         log(f"resuming from {last} at epoch {start}")
+        began = ck.get("precision")
+        if t.precision == "auto" and began is not None and began != precision:
+            # The same arithmetic as before the interruption, so that the run ends where an
+            # uninterrupted one would (on another machine, auto may resolve otherwise).
+            log(f"training on in {began}, as the run began (auto here would be {precision})")
+            precision = began
     else:
         _save(ckdir / "epoch_000.pt", model, cfg, margs, 0, {}, fp)
     _rewrite_csv(cfg.run_dir / "metrics.csv", start)
@@ -190,7 +196,7 @@ def train(
         row = {"epoch": epoch + 1, "lr": lr, **metrics, "seconds": time.perf_counter() - tic}
         _append_csv(cfg.run_dir / "metrics.csv", row)
         done = epoch + 1
-        extra = {"optimizer": opt.state_dict()}
+        extra = {"optimizer": opt.state_dict(), "precision": precision}
         if done % t.save_every == 0 and done != t.epochs:
             _save(ckdir / f"epoch_{done:03d}.pt", model, cfg, margs, done, metrics, fp)
         _save(last, model, cfg, margs, done, metrics, fp, extra)

@@ -227,6 +227,28 @@ def test_changed_config_needs_overwrite(
         train(train_config("b", train={"lr": 0.05}), progress=False)
 
 
+def test_resume_keeps_the_precision_auto_began_with(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auto = {"precision": "auto"}
+    whole = train(train_config("a", train=auto), progress=False)
+    began = train_module.training_precision(
+        train_config("a", train=auto).train, torch.device("cpu")
+    )
+    cfg = train_config("b", train=auto)
+    _interrupt_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.undo()
+    # Resumed on a machine where auto resolves otherwise: the run goes on as it began.
+    other = "float32" if began == "bf16" else "bf16"
+    monkeypatch.setattr(train_module, "training_precision", lambda t, dev: other)
+    logs: list[str] = []
+    resumed = train(cfg, progress=False, log=logs.append)
+    assert f"training on in {began}, as the run began (auto here would be {other})" in logs
+    _assert_same_weights(whole, resumed)
+
+
 # ----------------------------------------------------------------------------- recipe
 
 
