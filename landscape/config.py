@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, closest
+from .errors import ConfigError, did_you_mean
 
 LOSSES = ("crossentropy", "mse")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -30,8 +30,7 @@ MAX_AXIS_POINTS = 100_001
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> None:
     if value not in choices:
-        near = closest(value, choices)
-        hint = f" (did you mean {near[0]}?)" if near else ""
+        hint = did_you_mean(value, choices)
         raise ConfigError(f"{value!r} is not one of {', '.join(choices)}{hint}", key=key)
 
 
@@ -517,8 +516,7 @@ def config_from_dict(
     if profile is not None:
         profiles = raw.get("profiles") or {}
         if profile not in profiles:
-            near = closest(profile, profiles)
-            hint = f" (did you mean {near[0]}?)" if near else ""
+            hint = did_you_mean(profile, profiles)
             have = ", ".join(profiles) or "none"
             raise ConfigError(
                 f"no profile {profile!r}{hint}; this file has: {have}", file=file, key="profiles"
@@ -574,8 +572,7 @@ def _metrics(run: Config) -> list[str]:
 
 def _check_metric(metric: str | None, have: list[str], key: str) -> None:
     if metric is not None and metric not in have:
-        near = closest(metric, have)
-        hint = f" (did you mean {near[0]}?)" if near else ""
+        hint = did_you_mean(metric, have)
         raise ConfigError(
             f"no metric {metric!r}{hint}; surface.splits give: {', '.join(have)}", key=key
         )
@@ -601,8 +598,7 @@ def _check_compare(c: CompareConfig, runs: list[Config]) -> None:
     names = [r.run or r.name for r in runs]
     for n in c.runs or []:
         if n not in names:
-            near = closest(n, names)
-            hint = f" (did you mean {near[0]}?)" if near else ""
+            hint = did_you_mean(n, names)
             raise ConfigError(
                 f"no run {n!r}{hint}; runs are: {', '.join(names)}", key="compare.runs"
             )
@@ -680,8 +676,7 @@ def select_runs(cfg: Config, names: Sequence[str] = ()) -> list[Config]:
     have = [r.run or r.name for r in runs]
     for n in names:
         if n not in have:
-            near = closest(n, have)
-            hint = f" (did you mean {near[0]}?)" if near else ""
+            hint = did_you_mean(n, have)
             raise ConfigError(f"no run {n!r}{hint}; runs are: {', '.join(have)}", file=cfg.source)
     return [r for r in runs if (r.run or r.name) in names]
 
@@ -730,8 +725,7 @@ def _build(cls: type, data: Any, key: str) -> Any:
     for k, v in data.items():
         sub = f"{key}.{k}" if key else str(k)
         if k not in fields:
-            near = closest(str(k), fields)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            hint = did_you_mean(str(k), fields, quote=True)
             raise ConfigError(f"unknown key{hint}", key=sub)
         kwargs[k] = _coerce(hints[k], v, sub)
     return cls(**kwargs)

@@ -36,6 +36,14 @@ def closest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
     return difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
 
 
+def did_you_mean(word: str, choices: Iterable[str], quote: bool = False) -> str:
+    """' (did you mean resnet20?)' for the closest valid name to a misspelt one, else ''."""
+    near = closest(word, choices)
+    if not near:
+        return ""
+    return f" (did you mean {near[0]!r}?)" if quote else f" (did you mean {near[0]}?)"
+
+
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     """'unknown model 'resnt20' (did you mean resnet20?); choose from: ...'."""
     choices = sorted(choices)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landscape.errors import LandscapeError, closest
+from landscape.errors import LandscapeError, did_you_mean
 from landscape.models.init import kaiming_init
 from landscape.models.registry import register_model
 
@@ -112,8 +112,7 @@ class ResNet(nn.Module):
         if width < 1:
             raise LandscapeError(f"ResNet width must be a positive integer, got {width}")
         if shortcut not in SHORTCUT_KINDS:
-            near = closest(shortcut, SHORTCUT_KINDS)
-            hint = f" (did you mean {near[0]}?)" if near else ""
+            hint = did_you_mean(shortcut, SHORTCUT_KINDS)
             raise LandscapeError(
                 f"unknown shortcut {shortcut!r}{hint}; choose from: {', '.join(SHORTCUT_KINDS)}"
             )
