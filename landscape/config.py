@@ -87,6 +87,16 @@ class ModelConfig:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+# Where the data live and whether they may be downloaded: no result depends on them, so files
+# and checkpoints made elsewhere still resume.
+DATA_LOCATION_KEYS = ("root", "download")
+
+
+def data_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """A `data` section (as a dict) without DATA_LOCATION_KEYS: what a resume must agree on."""
+    return {k: v for k, v in data.items() if k not in DATA_LOCATION_KEYS}
+
+
 @dataclass
 class DataConfig:
     """Which data set, where it lives, and how it is cut and resized."""

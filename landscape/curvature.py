@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from . import storage
 from .checkpoint import file_sha256, load_checkpoint, load_state_into
-from .config import Config, HessianConfig
+from .config import Config, HessianConfig, data_settings
 from .directions import Direction, target_tensors
 from .engine import (
     EvalSet,
@@ -425,7 +425,7 @@ def _fingerprint(
     return yaml.safe_dump(
         {
             "model": d["model"],
-            "data": {k: v for k, v in d["data"].items() if k not in ("root", "download")},
+            "data": data_settings(d["data"]),
             "surface": {k: s[k] for k in ("splits", "loss", "bn", "bn_samples")},
             "ignore": s["directions"]["ignore"],
             "samples": samples,

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from . import storage
 from .checkpoint import file_sha256, load_checkpoint, load_state_into
-from .config import Config, TrajectoryConfig
+from .config import Config, TrajectoryConfig, data_settings
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
 from .errors import START_AFRESH, LandscapeError, differences
@@ -272,7 +272,7 @@ def _fingerprint(cfg: Config, opts: TrajectoryOptions, ckpts: Sequence[tuple[int
     return yaml.safe_dump(
         {
             "model": d["model"],
-            "data": {k: v for k, v in d["data"].items() if k not in ("root", "download")},
+            "data": data_settings(d["data"]),
             "surface": {k: s[k] for k in _SURFACE_KEYS},
             "grid": opts.grid,
             "margin": opts.margin,

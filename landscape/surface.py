@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from . import storage
 from .checkpoint import file_sha256, load_checkpoint, load_state_into
-from .config import Config, DirectionConfig, SurfaceConfig
+from .config import Config, DirectionConfig, SurfaceConfig, data_settings
 from .directions import (
     Direction,
     difference,
@@ -585,9 +585,7 @@ def fingerprint(cfg: Config, sha: str) -> dict[str, str]:
     return {
         "fingerprint_surface": yaml.safe_dump(_value_settings(s["surface"]), sort_keys=True),
         "fingerprint_model": yaml.safe_dump(s["model"], sort_keys=True),
-        "fingerprint_data": yaml.safe_dump(
-            {k: v for k, v in s["data"].items() if k not in ("root", "download")}, sort_keys=True
-        ),
+        "fingerprint_data": yaml.safe_dump(data_settings(s["data"]), sort_keys=True),
         "checkpoint_sha256": sha,
         # A line or plane is rebuilt from its checkpoints on resume: they must be the same files.
         "directions_sha256": ",".join(

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
-from .config import Config, TrainConfig
+from .config import DATA_LOCATION_KEYS, Config, TrainConfig
 from .engine import EvalSet, autocast_context, evaluate, make_loss, resolve_device
 from .errors import START_AFRESH, ConfigError, LandscapeError, differences, unknown_name_message
 
@@ -77,9 +77,12 @@ def lr_at(epoch: int, t: TrainConfig) -> float:
     return t.lr
 
 
-# Settings that do not change the weights: where the data lives, whether it may be downloaded,
-# the test subset (test metrics only), loader workers and how often checkpoints are kept.
-_NOT_WEIGHTS = {"data": ("root", "download", "test_subset"), "train": ("workers", "save_every")}
+# Settings that do not change the weights: where the data live (DATA_LOCATION_KEYS), the test
+# subset (test metrics only), loader workers and how often checkpoints are kept.
+_NOT_WEIGHTS = {
+    "data": (*DATA_LOCATION_KEYS, "test_subset"),
+    "train": ("workers", "save_every"),
+}
 
 
 def _train_fingerprint(cfg: Config) -> dict[str, Any]:
