@@ -47,7 +47,7 @@ from .engine import (
     mean_loss,
     resolve_device,
 )
-from .errors import START_AFRESH, LandscapeError, differences
+from .errors import LandscapeError, check_same_settings
 from .hessian import hessian_extremes, hutchinson_trace
 from .stats import HESSIAN_RATIO
 from .surface import Log, ProgressFactory, axis_coords, bn_tensors
@@ -177,10 +177,8 @@ def compute_hessian_map(
     if path.exists() and overwrite:
         path.unlink()
     if path.exists():
-        stored = _without_speed(storage.read_attrs(path).get("hessian_fingerprint"))
-        if stored != _without_speed(expected):
-            changed = differences(stored, _without_speed(expected))
-            raise LandscapeError(f"{path} was made with other settings ({changed}): {START_AFRESH}")
+        stored = storage.read_attrs(path).get("hessian_fingerprint")
+        check_same_settings(path, _without_speed(stored), _without_speed(expected))
     else:
         metrics = [f"{split}_loss", f"{split}_acc", *CURVATURE_METRICS]
         attrs = {

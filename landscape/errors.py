@@ -52,6 +52,15 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     return f"unknown {kind} {name!r}{hint}; choose from: {', '.join(choices)}"
 
 
+def check_same_settings(path: Any, before: Any, now: Any, made: str = "made") -> None:
+    """Refuse to resume `path` when the settings it records differ from this run's, saying
+    what changed and how to start afresh."""
+    if before != now:
+        raise LandscapeError(
+            f"{path} was {made} with other settings ({differences(before, now)}): {START_AFRESH}"
+        )
+
+
 def differences(before: Any, now: Any, prefix: str = "", most: int = 3) -> str:
     """What changed between two nested settings, for a refusal to resume:
     'surface.samples: 200 in the file, 100 now; seed: 0 in the file, 1 now'."""

@@ -36,7 +36,7 @@ from .checkpoint import file_sha256, load_checkpoint, load_state_into
 from .config import Config, TrajectoryConfig, data_settings
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
-from .errors import START_AFRESH, LandscapeError, differences
+from .errors import LandscapeError, check_same_settings
 from .surface import (
     Log,
     ProgressFactory,
@@ -123,9 +123,7 @@ def compute_trajectory(
         path.unlink()
     if path.exists():
         have = storage.read_attrs(path).get("trajectory_fingerprint")
-        if have != expected:
-            changed = differences(yaml.safe_load(have or "{}"), yaml.safe_load(expected))
-            raise LandscapeError(f"{path} was made with other settings ({changed}): {START_AFRESH}")
+        check_same_settings(path, yaml.safe_load(have or "{}"), yaml.safe_load(expected))
         extra = storage.read_extra(path)
         if "explained_variance" not in extra:  # killed between creating the file and the path
             path.unlink()

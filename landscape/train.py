@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
 from .config import DATA_LOCATION_KEYS, Config, TrainConfig
 from .engine import EvalSet, autocast_context, evaluate, make_loss, resolve_device
-from .errors import START_AFRESH, ConfigError, LandscapeError, differences, unknown_name_message
+from .errors import ConfigError, check_same_settings, unknown_name_message
 
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
@@ -126,11 +126,8 @@ def train(
     for existing in (final, last):
         if existing.exists():
             stored = load_checkpoint(existing).get("train_fingerprint")
-            if stored is not None and (stored := _weights_settings(stored)) != fp:
-                raise LandscapeError(
-                    f"{existing} was trained with other settings ({differences(stored, fp)}): "
-                    + START_AFRESH
-                )
+            if stored is not None:
+                check_same_settings(existing, _weights_settings(stored), fp, made="trained")
     if final.exists():
         log(f"already trained: {final}")
         return final
