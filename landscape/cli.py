@@ -124,9 +124,14 @@ def _config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]
-    for option in reversed(shared):
-        command = option(command)
-    return command
+    return _with_options(command, shared)
+
+
+def _with_options(fn: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """fn decorated with click options, listed in the order --help shows them."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def _check_device(device: str) -> None:
@@ -337,9 +342,7 @@ def _figure_options(kinds_help: str) -> Callable[[Callable[..., Any]], Callable[
             ),
             click.option("--dpi", type=click.IntRange(min=1), default=150),
         ]
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
+        return _with_options(fn, options)
 
     return decorate
 
@@ -703,7 +706,9 @@ def trajectory(
         click.echo(str(figure))
 
 
-def _points_or_surface(text: str | None) -> int | str | None:
+def _points_or_surface(
+    _ctx: click.Context, _param: click.Parameter, text: str | None
+) -> int | str | None:
     """hessian --grid: a number of points per axis, or 'surface'."""
     if text is None or text == "surface":
         return text
@@ -716,7 +721,7 @@ def _points_or_surface(text: str | None) -> int | str | None:
 @_config_command
 @click.option(
     "--grid",
-    callback=lambda _ctx, _param, text: _points_or_surface(text),
+    callback=_points_or_surface,
     default=None,
     help="Points per axis over surface.x/surface.y, or 'surface': the surface's own grid, "
     "which also puts the map into surface.h5 for `landscape stats` [hessian.grid, 11].",

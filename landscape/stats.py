@@ -98,7 +98,7 @@ def file_stats(
         )
     hess = _hessian_ratio(path, surf, notes)
     axes = [surf.x] if surf.y is None else [surf.x, surf.y]
-    nearest = [float(a[np.argmin(np.abs(a))]) for a in map(np.asarray, axes)]
+    nearest = [_nearest(a, 0.0) for a in axes]
     if any(nearest):
         notes.append(
             f"the grid has no point at the origin: distances and the centre values are taken "
@@ -207,6 +207,12 @@ def format_stats(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _nearest(axis: np.ndarray, value: float) -> float:
+    """The grid coordinate nearest `value`, as the metrics pick their centre and line ends."""
+    a = np.asarray(axis, dtype=np.float64)
+    return float(a[np.argmin(np.abs(a - value))])
+
+
 def _barrier(
     surf: SurfaceData, metric: str, opts: StatsOptions, notes: list[str]
 ) -> dict[str, Estimate]:
@@ -215,8 +221,7 @@ def _barrier(
     except LandscapeError as e:
         notes.append(f"no barrier: {e}")
         return {}
-    x = np.asarray(surf.x, dtype=np.float64)
-    ends = [float(x[np.argmin(np.abs(x - end))]) for end in (0.0, 1.0)]
+    ends = [_nearest(surf.x, end) for end in (0.0, 1.0)]
     if not np.allclose(ends, [0.0, 1.0], rtol=0, atol=1e-9):
         notes.append(
             f"the grid has no point at x = 0 or 1: A and B are read at x = {ends[0]:.4g} and "

@@ -541,19 +541,22 @@ def _draw_2d(
     return mappable
 
 
+def _equal_scales(x: np.ndarray, y: np.ndarray) -> float | None:
+    """The plane's height over its width when it is drawn at equal scales; None when the grid
+    is so elongated that the plot would become a sliver (it then fills the axes)."""
+    dx, dy = float(np.ptp(x)), float(np.ptp(y))
+    return dy / dx if dx > 0 and dy > 0 and 1 / 3 <= dy / dx <= 3 else None
+
+
 def _flat_height(surf: SurfaceData, height: float) -> float:
     """A figure height for a plane drawn at equal scales: lower for a wide, short grid, so that
     the colour bar (as tall as the figure) does not tower over the axes."""
-    if surf.y is None:
-        return height
-    ratio = float(np.ptp(surf.y)) / max(float(np.ptp(surf.x)), 1e-12)
-    return min(height, 1.6 + 3.6 * ratio) if 1 / 3 <= ratio <= 3 else height
+    ratio = None if surf.y is None else _equal_scales(surf.x, surf.y)
+    return height if ratio is None else min(height, 1.6 + 3.6 * ratio)
 
 
 def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
-    """Equal scales unless the grid is so elongated that the plot would become a sliver."""
-    dx, dy = float(np.ptp(x)), float(np.ptp(y))
-    if dx > 0 and dy > 0 and 1 / 3 <= dy / dx <= 3:
+    if _equal_scales(x, y) is not None:
         ax.set_aspect("equal", adjustable="box")
 
 
