@@ -122,7 +122,11 @@ def _bench_model(
                 f"checkpoint {checkpoint} does not name its model; benchmark one model with it"
             )
         if described in (None, name):
-            args = {"num_classes": NUM_CLASSES, "in_channels": data.x.shape[1]}
+            # Sizes for a bare state_dict only: a checkpoint's own arguments are not overridden
+            # (model_from_loaded refuses arguments that contradict them).
+            args = None if ckpt.get("model_args") else {
+                "num_classes": NUM_CLASSES, "in_channels": data.x.shape[1]
+            }  # fmt: skip
             return model_from_loaded(ckpt, checkpoint, name, args), "trained"
         if data.config is not None:  # its data fit no other model
             raise LandscapeError(

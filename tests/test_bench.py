@@ -74,3 +74,18 @@ def test_bench_command_passes_the_memory_format_and_keeps_the_cpu_batch_default(
         assert line["engine"]["channels_last"] is nhwc
         assert line["engine"]["batch_size"] == 1000  # the surface's CPU default
         assert line["vs_raw"] > 0 and line["loss_max_abs_err"] == 0.0
+
+
+def test_a_checkpoint_keeps_its_own_model_arguments(tmp_path) -> None:
+    """A 100-class checkpoint with no stored config runs on the 10-class benchmark data: the
+    benchmark's sizes are only for bare state_dicts."""
+    from landscape.checkpoint import save_checkpoint
+    from landscape.models import create_model
+
+    args = {"num_classes": 100, "in_channels": 3}
+    path = save_checkpoint(tmp_path / "c100.pt", create_model("resnet20", **args), "resnet20", args)
+    (r,) = run_benchmark(
+        models=("resnet20",), image_size=8, samples=8, grid=(1, 1), precisions=("float32",),
+        baseline=False, trained_checkpoint=str(path), batch_sizes=(8,),
+    )  # fmt: skip
+    assert r["weights"] == "trained" and r["landscape_images_per_s"] > 0
