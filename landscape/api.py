@@ -224,7 +224,9 @@ def loss_surface(
             f"loss: {loss!r} needs integer class labels as targets; for other targets pass a "
             "callable (outputs, targets) -> mean loss"
         )
-    dir_type = resolve_dir_type(dir_type, "line" if isinstance(directions, DirectionSet) else "")
+    dir_type = resolve_dir_type(
+        dir_type, "line" if isinstance(directions, DirectionSet) else "random"
+    )
     draw, kind, dirs_sha = _draw(net, directions, ys is not None, norm, ignore, dir_type, seed)
     if orthogonalize and len(draw[1]) == 2:
         draw[1][1] = _dirs.orthogonalize(draw[1][0], draw[1][1])
