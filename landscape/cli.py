@@ -730,7 +730,14 @@ def _points_or_surface(
     "--iters",
     type=click.IntRange(min=1),
     default=None,
-    help="Lanczos iterations per point [hessian.iters, 20].",
+    help="Most Lanczos steps per point [hessian.iters, 100].",
+)
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+    default=None,
+    help="Stop Lanczos at a point once lambda_max and lambda_min are both within this fraction "
+    "of the spectrum's scale [hessian.tol, 0.01].",
 )
 @click.option(
     "--samples",
@@ -751,6 +758,7 @@ def hessian(
     job: _Job,
     grid: int | str | None,
     iters: int | None,
+    tol: float | None,
     samples: int | None,
     probes: int | None,
     overwrite: bool,
@@ -761,11 +769,11 @@ def hessian(
     run_dir/hessian.h5 (resumable) and figures/hessian_ratio.png; with --grid equal to the
     surface's grid it is also stored in surface.h5 as /extra/hessian_ratio.
 
-    Example: landscape hessian configs/quickstart.yaml --run resnet56 --grid 11 --iters 20
+    Example: landscape hessian configs/quickstart.yaml --run resnet56 --grid 11 --iters 50
     """
     from .pipeline import hessian_stage
 
-    given = _given(grid=grid, iters=iters, samples=samples, probes=probes)
+    given = _given(grid=grid, iters=iters, tol=tol, samples=samples, probes=probes)
     for run in job.runs:
         path, figure = hessian_stage(
             run,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import types
 import typing
@@ -49,7 +50,7 @@ def _check_figure_style(
     key: str,
     vmin: float | None,
     vmax: float | None,
-    levels: int | None,
+    levels: Any,
     log: bool = False,
 ) -> None:
     """The colour range and contour levels of a `plot` or `compare` section."""
@@ -64,8 +65,26 @@ def _check_figure_style(
             )
     if vmin is not None and vmax is not None and vmin >= vmax:
         raise ConfigError(f"must be below vmax {vmax}, got {vmin}", key=f"{key}.vmin")
-    if levels is not None and levels < 2:
-        raise ConfigError(f"must be at least 2, got {levels}", key=f"{key}.levels")
+    if levels is None:
+        return
+    if isinstance(levels, int) and not isinstance(levels, bool):
+        if levels < 2:
+            raise ConfigError(f"must be at least 2, got {levels}", key=f"{key}.levels")
+        return
+    numbers = isinstance(levels, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in levels
+    )
+    if not numbers or len(levels) < 2 or any(b <= a for a, b in itertools.pairwise(levels)):
+        raise ConfigError(
+            f"must be a number of levels (at least 2) or a list of 2 or more increasing numbers, "
+            f"got {levels!r}",
+            key=f"{key}.levels",
+        )
+    if log and levels[0] <= 0:
+        raise ConfigError(
+            f"must be positive with log: true (they are mapped by log10), got {levels[0]}",
+            key=f"{key}.levels",
+        )
 
 
 def _check_kinds_fit(kinds: Sequence[str], ndim: int, why: str, key: str) -> None:
@@ -321,7 +340,7 @@ class PlotConfig:
     metric: str | None = None
     vmin: float | None = None
     vmax: float | None = None
-    levels: int | None = None
+    levels: Any = None  # how many contour levels, or the levels themselves: [0.1, 0.6, ...]
     log: bool = False
     format: str = "png"
     dpi: int = 150
@@ -345,7 +364,8 @@ class CompareConfig:
     titles: list[str] | None = None
     vmin: float | None = None
     vmax: float | None = None
-    levels: int | None = None
+    levels: Any = None  # as in plot
+    log: bool = False
 
     def validate(self, key: str) -> None:
         """The section alone; its runs and titles are checked against the runs (_check_compare)."""
@@ -356,7 +376,7 @@ class CompareConfig:
             )
         for kind in self.kinds or []:
             _choice(kind, KINDS_2D + KINDS_1D, f"{key}.kinds")
-        _check_figure_style(key, self.vmin, self.vmax, self.levels)
+        _check_figure_style(key, self.vmin, self.vmax, self.levels, log=self.log)
 
 
 @dataclass
@@ -384,7 +404,10 @@ class HessianConfig:
     # Points per axis over the ranges of surface.x and surface.y, or "surface": the surface's
     # own grid (non-square ones too), so that the map also goes into surface.h5.
     grid: Any = 11
-    iters: int = 20  # Lanczos iterations per point
+    # Lanczos steps per point at most; it stops once lambda_max and lambda_min are both within
+    # tol of the spectrum's scale (a residual bound, so the ratio map is good to about tol).
+    iters: int = 100
+    tol: float = 1e-2
     samples: int | None = None  # examples the Hessian is taken over; None: surface.samples
     probes: int = 20  # Hutchinson probes for the trace at the trained weights
     seed: int | None = None  # Lanczos and Hutchinson seed; None: surface.directions.seed
@@ -401,6 +424,8 @@ class HessianConfig:
             v = getattr(self, name)
             if v is not None and v != "surface" and v < least:
                 raise ConfigError(f"must be at least {least}, got {v}", key=f"{key}.{name}")
+        if not 0.0 <= self.tol < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.tol}", key=f"{key}.tol")
         if self.grid != "surface":
             _at_most_axis_points(self.grid, f"{key}.grid")
 
@@ -531,7 +556,7 @@ def config_from_dict(
             raise ConfigError(
                 f"no profile {profile!r}{hint}; this file has: {have}", file=file, key="profiles"
             )
-        raw = deep_merge(raw, profiles[profile])
+        raw = shrink(raw, profiles[profile])
         raw["active_profile"] = {k: v for k, v in profiles[profile].items() if k != "runs"}
     # Overrides from the command line win over everything, each run's own settings included.
     over: dict[str, Any] = {}
@@ -667,7 +692,7 @@ def expand_runs(cfg: Config) -> list[Config]:
     for i, run in enumerate(cfg.runs):
         merged = deep_merge(base, {k: v for k, v in run.items() if k != "name"})
         # A profile (e.g. quick) wins over a run's own settings, so it shrinks every run.
-        merged = deep_merge(merged, cfg.active_profile)
+        merged = shrink(merged, cfg.active_profile)
         merged["run"] = str(run["name"])
         try:
             r = _build(Config, merged, "")
@@ -689,6 +714,16 @@ def select_runs(cfg: Config, names: Sequence[str] = ()) -> list[Config]:
             hint = did_you_mean(n, have)
             raise ConfigError(f"no run {n!r}{hint}; runs are: {', '.join(have)}", file=cfg.source)
     return [r for r in runs if (r.run or r.name) in names]
+
+
+def shrink(settings: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    """A profile merged over one config's or run's settings; its surface.y shrinks 2D grids and
+    leaves a 1D surface (surface.y: null) 1D, so one profile fits a config that has both."""
+    surface = settings.get("surface")
+    one_d = isinstance(surface, dict) and "y" in surface and surface["y"] is None
+    if one_d and isinstance(profile.get("surface"), dict) and "y" in profile["surface"]:
+        profile = {**profile, "surface": {k: v for k, v in profile["surface"].items() if k != "y"}}
+    return deep_merge(settings, profile)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

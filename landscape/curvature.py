@@ -8,6 +8,9 @@ resumable file ``run_dir/hessian.h5`` (surface schema) with the metrics
     <split>_loss, <split>_acc   loss and accuracy on the Hessian's examples (--samples) there
     lambda_max, lambda_min      Lanczos estimates of the extreme Hessian eigenvalues
     ratio                       |lambda_min / lambda_max| where lambda_min < 0, else 0
+    lanczos_steps               Lanczos steps taken there (at most hessian.iters)
+    lanczos_residual            the relative residual bound it ended with (<= hessian.tol:
+                                converged)
 
 and ``/extra/hessian_ratio`` (the ratio map on its own grid, so ``landscape stats hessian.h5``
 reports its non-convex fraction). The grid covers surface.x / surface.y with ``grid`` points per
@@ -55,12 +58,17 @@ from .train import load_trained
 
 HESSIAN_FILE = "hessian.h5"
 CURVATURE_METRICS = ("lambda_max", "lambda_min", "ratio")
+# How Lanczos ended at each point: its steps and relative residual (converged: <= hessian.tol).
+LANCZOS_METRICS = ("lanczos_steps", "lanczos_residual")
 CENTER_KEYS = ("lambda_max", "lambda_min", "ratio", "trace", "trace_stderr")
 # Examples per Hessian-vector product when surface.batch_size is auto: a product keeps the
 # activations of two backward passes, so the surface's GPU batch (4,000) would not fit where the
 # forward alone does.
 HVP_BATCH_SIZE = 1000
 
+
+# The ratio map's colour scale, as the paper's code draws it: 0 (convex) to 0.5 and above.
+RATIO_SCALE = (0.0, 0.5)
 
 # How the curvature map is sampled and estimated: a config's `hessian` section.
 HessianOptions = HessianConfig
@@ -77,9 +85,10 @@ def iter_curvature(
     targets: Mapping[str, Tensor] | None = None,
     bn_data: Tensor | None = None,
     ignore: str = "biasbn",
-    iters: int = 20,
+    iters: int = 100,
     seed: int = 0,
     batch_size: int = 512,
+    tol: float = 1e-2,
 ) -> Iterator[dict[str, float]]:
     """Curvature at each point ``w + sum_i c_i d_i``; the model is put back when done or closed.
 
@@ -95,7 +104,15 @@ def iter_curvature(
             if bn_data is not None:
                 ev.recompute_bn()
             yield hessian_extremes(
-                model, loss_fn, x, y, ignore=ignore, iters=iters, seed=seed, batch_size=batch_size
+                model,
+                loss_fn,
+                x,
+                y,
+                ignore=ignore,
+                iters=iters,
+                seed=seed,
+                batch_size=batch_size,
+                tol=tol,
             )
 
 
@@ -109,17 +126,19 @@ def curvature_grid(
     ys: np.ndarray | None = None,
     **kw: Any,
 ) -> dict[str, np.ndarray]:
-    """Maps of lambda_max, lambda_min and ratio over the grid, [iy, ix] (or [ix] without ys).
+    """Maps of lambda_max, lambda_min, ratio, lanczos_steps and lanczos_residual over the grid,
+    [iy, ix] (or [ix] without ys).
 
-    ``kw`` goes to ``iter_curvature`` (targets, bn_data, ignore, iters, seed, batch_size).
+    ``kw`` goes to ``iter_curvature`` (targets, bn_data, ignore, iters, seed, batch_size, tol).
     """
     shape = (len(xs),) if ys is None else (len(ys), len(xs))
     indices = list(np.ndindex(*shape))
     points = [_coords(xs, ys, i) for i in indices]
-    out = {k: np.full(shape, np.nan) for k in CURVATURE_METRICS}
+    names = (*CURVATURE_METRICS, *LANCZOS_METRICS)
+    out = {k: np.full(shape, np.nan) for k in names}
     results = iter_curvature(model, loss_fn, x, y, directions, points, **kw)
     for index, r in zip(indices, results, strict=True):
-        for k in CURVATURE_METRICS:
+        for k in names:
             out[k][index] = r[k]
     return out
 
@@ -158,6 +177,7 @@ def compute_hessian_map(
     est: dict[str, Any] = {
         "ignore": ignore,
         "iters": opts.iters,
+        "tol": opts.tol,
         "seed": seed,
         "batch_size": HVP_BATCH_SIZE if scfg.batch_size == "auto" else scfg.batch_size,
     }
@@ -180,7 +200,7 @@ def compute_hessian_map(
         stored = storage.read_attrs(path).get("hessian_fingerprint")
         check_same_settings(path, _without_speed(stored), _without_speed(expected))
     else:
-        metrics = [f"{split}_loss", f"{split}_acc", *CURVATURE_METRICS]
+        metrics = [f"{split}_loss", f"{split}_acc", *CURVATURE_METRICS, *LANCZOS_METRICS]
         attrs = {
             "hessian_fingerprint": expected,
             "config": cfg.to_yaml(),
@@ -199,6 +219,7 @@ def compute_hessian_map(
             "split": split,
             "samples": samples if samples is not None else -1,
             "iters": opts.iters,
+            "tol": opts.tol,
             "lanczos_seed": seed,
             "data_seed": cfg.data.seed,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -207,7 +228,10 @@ def compute_hessian_map(
         storage.create_surface_file(path, xs, ys, metrics, [dirs], attrs)
 
     if "center_trace" not in storage.read_attrs(path):
-        log(f"Hessian at the trained weights ({len(data)} examples, {opts.iters} Lanczos steps)")
+        log(
+            f"Hessian at the trained weights ({len(data)} examples, at most {opts.iters} Lanczos "
+            f"steps, tolerance {opts.tol:g})"
+        )
         center = _center(model, trained, loss_fn, data, opts.probes, est)
         with storage.SurfaceWriter(path) as w:
             w.set_attrs({f"center_{k}": v for k, v in center.items()})
@@ -228,9 +252,22 @@ def compute_hessian_map(
         fill_grid(path, work, flush_seconds=scfg.flush_seconds, limit=limit, progress=progress)
 
     surf = storage.read_surface(path)
+    unconverged = _unconverged(surf, opts.tol)
+    if unconverged:
+        log(
+            f"Lanczos did not reach tolerance {opts.tol:g} in {opts.iters} steps at "
+            f"{unconverged} of {surf.done.sum()} points (lanczos_residual in {path}); "
+            "raise hessian.iters for a surer map"
+        )
     if surf.complete:
         ratio = surf.metrics["ratio"]
-        note = {"source": str(path), "iters": opts.iters, "samples": len(data), "seed": seed}
+        note = {
+            "source": str(path),
+            "iters": opts.iters,
+            "tol": opts.tol,
+            "samples": len(data),
+            "seed": seed,
+        }
         storage.write_extra(path, HESSIAN_RATIO, ratio, note)
         if _same_grid(cfg.surface_path, source, surf):
             storage.write_extra(cfg.surface_path, HESSIAN_RATIO, ratio, note)
@@ -267,6 +304,7 @@ def draw_hessian_ratio(path: str | Path, out: str | Path, *, dpi: int = 150) -> 
         surf.metrics["ratio"],
         f"{surf.attrs.get('title', 'Hessian')}: curvature ratio",
         "|λmin / λmax|",
+        *RATIO_SCALE,
         xlabel=surf.axis_label(0),
         ylabel=surf.axis_label(1),
     )
@@ -401,10 +439,21 @@ def _digest(dirs: Sequence[Mapping[str, Tensor]]) -> str:
 
 
 def _without_speed(fingerprint: str | None) -> dict[str, Any]:
-    """A stored fingerprint without the batch size, a speed option that older files hold."""
+    """A stored fingerprint without the batch size, a speed option that older files hold; files
+    from before ``tol`` ran every one of their ``iters`` steps, i.e. tolerance 0."""
     settings = yaml.safe_load(fingerprint or "{}")
     settings.get("surface", {}).pop("batch_size", None)
+    if settings:
+        settings.setdefault("tol", 0.0)
     return settings
+
+
+def _unconverged(surf: storage.SurfaceData, tol: float) -> int:
+    """Finished points whose Lanczos residual stayed above ``tol`` (0 for older files)."""
+    residual = surf.metrics.get("lanczos_residual")
+    if residual is None:
+        return 0
+    return int(np.sum(surf.done & ~(residual <= tol)))
 
 
 def _fingerprint(
@@ -428,6 +477,7 @@ def _fingerprint(
             "ignore": s["directions"]["ignore"],
             "samples": samples,
             "iters": opts.iters,
+            "tol": opts.tol,
             "probes": opts.probes,
             "seed": seed,
             "checkpoint_sha256": sha,

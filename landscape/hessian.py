@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -115,26 +116,48 @@ def hvp(
     return dict(zip(names, out, strict=True))
 
 
-def lanczos_extremes(
+@dataclass(frozen=True)
+class Lanczos:
+    """Extreme Ritz values after ``steps`` Lanczos steps, and how well they have settled.
+
+    ``residual`` is the larger of the two Ritz pairs' residual norms ``||H v - theta v||`` over
+    the spectrum's scale ``max(|lambda_max|, |lambda_min|)``: each Ritz value lies within that
+    fraction of the scale of an eigenvalue of H, and Ritz values lie inside the spectrum. From a
+    random start vector that eigenvalue is the extreme one except with tiny probability, so the
+    residual bounds the error of ``|lambda_min / lambda_max|`` too.
+    """
+
+    lambda_max: float
+    lambda_min: float
+    steps: int
+    residual: float
+
+
+def lanczos(
     matvec: MatVec,
     dim: int,
     iters: int = 30,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
-) -> tuple[float, float]:
-    """Largest and smallest Ritz values of a symmetric operator after ``iters`` Lanczos steps.
+    tol: float = 0.0,
+) -> Lanczos:
+    """Largest and smallest Ritz values of a symmetric operator after at most ``iters`` Lanczos
+    steps, stopping as soon as both have a relative residual of at most ``tol``.
 
     Full re-orthogonalization (done twice, which suffices in floating point) keeps the basis
     orthonormal, so no spurious copies of converged eigenvalues appear. Stops early when the
     Krylov space becomes invariant; with ``iters >= dim`` the result is the exact spectrum's
     extremes up to rounding. The start vector is drawn on the CPU from ``seed``, so the result
-    does not depend on the device.
+    does not depend on the device. A small negative ``lambda_min`` beside a large
+    ``lambda_max`` (a trained net's Hessian) converges slowly: ``tol`` spends the steps it needs.
     """
     if dim < 1:
         raise LandscapeError(f"dimension must be >= 1, got {dim}")
     if iters < 1:
         raise LandscapeError(f"Lanczos iterations must be >= 1, got {iters}")
+    if not tol >= 0.0:
+        raise LandscapeError(f"Lanczos tolerance must be >= 0, got {tol}")
     steps = min(iters, dim)
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(dim, generator=gen, dtype=dtype).to(device)
@@ -143,7 +166,7 @@ def lanczos_extremes(
     alphas: list[float] = []
     betas: list[float] = []
     # Relative size of the residual below which the Krylov space counts as invariant.
-    tol = math.sqrt(torch.finfo(dtype).eps)
+    invariant = math.sqrt(torch.finfo(dtype).eps)
     scale = 0.0
     for j in range(steps):
         basis[j] = q
@@ -157,16 +180,45 @@ def lanczos_extremes(
             w = w - active.T @ (active @ w)
         beta = float(w.norm())
         scale = max(scale, abs(alpha), beta)
-        if j == steps - 1 or beta <= tol * scale:
-            break
+        if beta <= invariant * scale:
+            beta = 0.0
+        result = _ritz_extremes(alphas, betas, beta)
+        if j == steps - 1 or beta == 0.0 or result[2] <= tol:
+            return Lanczos(result[0], result[1], j + 1, result[2])
         betas.append(beta)
         q = w / beta
+    raise AssertionError("unreachable: the loop returns at its last step")
+
+
+def _ritz_extremes(
+    alphas: list[float], betas: list[float], beta: float
+) -> tuple[float, float, float]:
+    """The tridiagonal's extreme eigenvalues and their larger relative residual bound
+    ``beta * |last component of the Ritz vector|`` (beta: the next off-diagonal)."""
     tri = torch.diag(torch.tensor(alphas, dtype=torch.float64))
     if betas:
         off = torch.tensor(betas, dtype=torch.float64)
         tri = tri + torch.diag(off, 1) + torch.diag(off, -1)
-    ritz = torch.linalg.eigvalsh(tri)
-    return float(ritz[-1]), float(ritz[0])
+    ritz, vecs = torch.linalg.eigh(tri)
+    top, bottom = float(ritz[-1]), float(ritz[0])
+    spread = max(abs(top), abs(bottom))
+    bound = beta * float(max(vecs[-1, -1].abs(), vecs[-1, 0].abs()))
+    residual = 0.0 if bound == 0.0 else (bound / spread if spread > 0 else math.inf)
+    return top, bottom, residual
+
+
+def lanczos_extremes(
+    matvec: MatVec,
+    dim: int,
+    iters: int = 30,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    tol: float = 0.0,
+) -> tuple[float, float]:
+    """``(lambda_max, lambda_min)`` of ``lanczos``."""
+    r = lanczos(matvec, dim, iters, seed, dtype=dtype, device=device, tol=tol)
+    return r.lambda_max, r.lambda_min
 
 
 def _flat_hvp(
@@ -197,24 +249,35 @@ def hessian_extremes(
     iters: int = 30,
     seed: int = 0,
     batch_size: int = 512,
+    tol: float = 0.0,
 ) -> dict[str, float]:
     """``lambda_max``, ``lambda_min`` and the paper's ``ratio`` for the Hessian at the model.
 
     ``ratio`` is ``|lambda_min / lambda_max|`` when ``lambda_min < 0`` and 0.0 otherwise, so 0
     marks a locally convex point (Fig. 7). If ``lambda_max`` is 0 too, the ratio is ``inf``.
+    Lanczos takes at most ``iters`` steps and stops once both values are within ``tol`` of the
+    spectrum's scale; ``lanczos_steps`` and ``lanczos_residual`` say how it ended (see
+    ``Lanczos``).
     """
     names = _trainable(model, ignore)
     params = dict(model.named_parameters())
     dim = sum(params[n].numel() for n in names)
     matvec = _flat_hvp(model, loss_fn, x, y, names, batch_size)
-    lmax, lmin = lanczos_extremes(matvec, dim, iters, seed, device=params[names[0]].device)
+    r = lanczos(matvec, dim, iters, seed, device=params[names[0]].device, tol=tol)
+    lmax, lmin = r.lambda_max, r.lambda_min
     if lmin >= 0.0:
         ratio = 0.0
     elif lmax == 0.0:
         ratio = math.inf
     else:
         ratio = abs(lmin / lmax)
-    return {"lambda_max": lmax, "lambda_min": lmin, "ratio": ratio}
+    return {
+        "lambda_max": lmax,
+        "lambda_min": lmin,
+        "ratio": ratio,
+        "lanczos_steps": float(r.steps),
+        "lanczos_residual": r.residual,
+    }
 
 
 def hutchinson_trace(

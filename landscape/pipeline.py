@@ -96,7 +96,7 @@ def reproduce(
         base = Path(cfg.out) / cfg.name
         metric = c.metric or cfg.plot.metric or _default_metric(cfg)
         titles = [title_of.get(n, n) for n in names] if title_of else None
-        target = base / f"compare_{metric}.{cfg.plot.format}"
+        target = base / f"compare_{metric}{'_log' if c.log else ''}.{cfg.plot.format}"
         try:
             figures += compare_figures(
                 chosen,
@@ -108,13 +108,21 @@ def reproduce(
                 vmin=c.vmin,
                 vmax=c.vmax,
                 levels=c.levels,
+                log=c.log,
             )
         except EmptyRangeError as e:
             # The configured range suits trained nets; an untrained or diverged run may lie
             # entirely outside it, and a figure on an automatic scale is better than none.
             log(f"compare: {e}; drawing on an automatic scale instead")
             figures += compare_figures(
-                chosen, titles, c.kinds, metric, target, dpi=cfg.plot.dpi, levels=c.levels
+                chosen,
+                titles,
+                c.kinds,
+                metric,
+                target,
+                dpi=cfg.plot.dpi,
+                levels=c.levels,
+                log=c.log,
             )
     if any(n not in unplottable for n in surfaces):
         from .report import write_report

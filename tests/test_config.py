@@ -175,7 +175,14 @@ BAD = {
         ["'contur'", "did you mean contour"],
     ),
     "plot_levels_below_two": ("plot: {levels: -2}\n", "plot.levels", ["at least 2", "-2"]),
-    "plot_levels_list": ("plot: {levels: [1, 2]}\n", "plot.levels", ["expected an integer"]),
+    "plot_levels_unsorted": ("plot: {levels: [2, 1]}\n", "plot.levels", ["increasing", "[2, 1]"]),
+    "plot_levels_text": ("plot: {levels: [1, a]}\n", "plot.levels", ["increasing numbers"]),
+    "plot_levels_string": ("plot: {levels: many}\n", "plot.levels", ["number of levels"]),
+    "compare_levels_log": (
+        "compare: {levels: [0, 1], log: true}\n",
+        "compare.levels",
+        ["positive with log"],
+    ),
     "plot_zero_dpi": ("plot: {dpi: 0}\n", "plot.dpi", ["positive integer", "0"]),
     "plot_vmin_not_below_vmax": (
         "plot: {vmin: 2, vmax: 1}\n",
@@ -555,3 +562,30 @@ def test_axis_accepted_exactly_when_it_makes_a_grid(lo: float, hi: float, num: i
         with pytest.raises(ConfigError) as info:
             cfg.validate("surface")
         assert info.value.key == "surface.x"
+
+
+PAPER_LEVELS = [round(0.1 + 0.5 * i, 1) for i in range(20)]  # np.arange(0.1, 10, 0.5)
+
+
+def test_quick_profile_shrinks_2d_runs_and_keeps_1d_runs_1d() -> None:
+    cfg = load_config(ROOT / "configs" / "paper" / "fig3_vgg9_batch_size.yaml", profile="quick")
+    runs = {r.run: r for r in expand_runs(cfg)}
+    assert runs["interp_wd0"].surface.y is None and runs["interp_wd0"].surface.x[2] == 3
+    assert runs["bs128_wd0"].surface.y is None
+    for name in ("bs128_wd0_2d", "bs8192_wd5e-4_2d"):
+        assert runs[name].surface.x[2] == 3 and runs[name].surface.y[2] == 3, name
+    full = {r.run: r for r in expand_runs(load_config(cfg.source))}
+    assert full["interp_wd0"].surface.x[2] == 401 and full["bs128_wd0_2d"].surface.y[2] == 51
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["fig1_resnet56_skip", "fig4_noshort_densenet", "fig5_resnet_depth", "fig7_hessian_ratio"],
+)
+def test_paper_configs_follow_the_papers_code(name: str) -> None:
+    cfg = load_config(ROOT / "configs" / "paper" / f"{name}.yaml")
+    assert cfg.compare.levels == PAPER_LEVELS and cfg.compare.vmax == 10
+    for run in expand_runs(cfg):
+        assert run.plot.levels == PAPER_LEVELS
+        # The deepest plain net trained at 0.01 in the paper; the others at 0.1.
+        assert run.train.lr == (0.01 if run.model.name == "resnet110_noshort" else 0.1), run.run

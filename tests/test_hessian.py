@@ -13,6 +13,7 @@ from landscape.hessian import (
     hessian_extremes,
     hutchinson_trace,
     hvp,
+    lanczos,
     lanczos_extremes,
 )
 from landscape.trajectory import flatten, select_names
@@ -95,6 +96,31 @@ def test_lanczos_stops_on_breakdown_and_is_deterministic() -> None:
     assert lanczos_extremes(matvec, 6, iters=30, seed=7) == result
 
 
+def test_lanczos_tolerance_stops_early_and_bounds_the_error() -> None:
+    # A trained net's spectrum: a few large eigenvalues, a bulk in [0, 1] and a small negative
+    # one, which few steps leave too shallow.
+    gen = torch.Generator().manual_seed(0)
+    top = torch.tensor([100.0, 60.0, 30.0, -0.1], dtype=torch.float64)
+    evals = torch.cat([top, torch.rand(396, generator=gen, dtype=torch.float64)])
+    basis, _ = torch.linalg.qr(torch.randn(400, 400, generator=gen, dtype=torch.float64))
+    sym = basis @ torch.diag(evals) @ basis.T
+    few = lanczos(lambda q: sym @ q, 400, iters=10, seed=1)
+    assert few.lambda_min > -0.09  # not there yet, and its residual says so
+    assert few.residual > 1e-4
+    steps = []
+    for tol in (1e-4, 1e-6):
+        r = lanczos(lambda q: sym @ q, 400, iters=400, seed=1, tol=tol)
+        assert r.residual <= tol
+        # Within tol of the spectrum's scale (100) of the true extremes.
+        assert abs(r.lambda_max - 100.0) <= tol * 100
+        assert abs(r.lambda_min - (-0.1)) <= tol * 100
+        steps.append(r.steps)
+    assert steps[0] < steps[1] < 400
+    assert lanczos(lambda q: sym @ q, 400, iters=400, seed=1, tol=1e-4).steps == steps[0]
+    with pytest.raises(LandscapeError, match="tolerance"):
+        lanczos(lambda q: q, 3, tol=-1.0)
+
+
 def test_hessian_extremes_match_dense_spectrum() -> None:
     model, x, y = _tiny()
     evals = torch.linalg.eigvalsh(dense_hessian(model, F.cross_entropy, x, y, ignore="none"))
@@ -106,7 +132,8 @@ def test_hessian_extremes_match_dense_spectrum() -> None:
         assert out["ratio"] == pytest.approx(abs(out["lambda_min"] / out["lambda_max"]))
     else:
         assert out["ratio"] == 0.0
-    assert set(out) == {"lambda_max", "lambda_min", "ratio"}
+    assert set(out) == {"lambda_max", "lambda_min", "ratio", "lanczos_steps", "lanczos_residual"}
+    assert 1 <= out["lanczos_steps"] <= 23
 
 
 def test_hessian_extremes_biasbn_matches_weight_block() -> None:

@@ -22,7 +22,7 @@ PAPER = sorted((Path(__file__).parent.parent / "configs" / "paper").glob("*.yaml
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 
 
-def _write_cifar10(root: Path, n_train: int = 80, n_test: int = 40) -> None:
+def _write_cifar10(root: Path, n_train: int = 300, n_test: int = 40) -> None:
     rng = np.random.default_rng(0)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)

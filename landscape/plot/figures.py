@@ -342,7 +342,13 @@ def plot_heatmap_array(
     fig = Figure(figsize=(5.6, 4.6), layout="constrained")
     ax = fig.add_subplot()
     mesh = ax.pcolormesh(x, y, v, shading="nearest", cmap=CMAP, vmin=vmin, vmax=vmax)
-    fig.colorbar(mesh, ax=ax, label=cbar_label)
+    # Values beyond a fixed scale are drawn in its end colours; the colour bar's arrows say so.
+    below = vmin is not None and bool(np.any(v < vmin))
+    above = vmax is not None and bool(np.any(v > vmax))
+    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+        (below, above), "neither"
+    )
+    fig.colorbar(mesh, ax=ax, label=cbar_label, extend=extend)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     _set_aspect(ax, x, y)
