@@ -125,3 +125,30 @@ def test_runs_of_1d_and_2d_surfaces_skip_the_comparison_not_the_run(tmp_path: Pa
     assert any("the runs make 1D and 2D surfaces" in line for line in said)
     assert not any(p.name.startswith("compare_") for p in figures)
     assert (tmp_path / "t" / "report.html").is_file()
+
+
+def test_compare_section_draws_log_panels_at_the_given_levels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import landscape.plot as plot_module
+
+    drawn: list[dict[str, Any]] = []
+    real = plot_module.plot_compare
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plot_module, "plot_compare", spy)
+    levels = [0.1, 0.6, 1.1, 1.6]
+    raw = deep_merge(
+        copy.deepcopy(TINY_RAW),
+        {
+            "out": str(tmp_path),
+            "runs": [{"name": "a"}, {"name": "b", "train": {"lr": 0.05}}],
+            "compare": {"kinds": ["contour"], "log": True, "levels": levels},
+        },
+    )
+    figures = reproduce(config_from_dict(raw), progress=False)
+    assert (tmp_path / "t" / "compare_train_loss_log_contour.png") in figures
+    assert any(d.get("log") is True and d.get("levels") == levels for d in drawn)
