@@ -4,7 +4,9 @@ Layout of a landscape surface file (schema version 1)::
 
     /x                 (nx,)   float64   coordinates along direction 1
     /y                 (ny,)   float64   coordinates along direction 2 (2D surfaces only)
-    /<split>_<metric>  float64 values, NaN where not computed yet, +-inf where the loss diverged
+    /<split>_<metric>  float64 values, NaN where not computed yet, +inf where the loss diverged
+                       (a computed loss that is NaN or -inf is stored as +inf; another metric
+                       may hold NaN at a computed point, so readers go by `done`)
                        1D: [ix]        2D: [iy, ix]   (rows are y, columns are x, as in meshgrid)
                        with repeats K > 1 a leading axis: [k, ix] or [k, iy, ix]
     /done              bool, same shape: True where the point has been evaluated
@@ -108,6 +110,28 @@ class SurfaceData:
         return f"{pretty} direction {axis + 1}"
 
 
+def is_loss(name: str) -> bool:
+    """Whether metric `name` is a loss (`<split>_loss`), where non-finite means diverged."""
+    return name == "loss" or name.endswith("_loss")
+
+
+def stored_values(name: str, values: np.ndarray) -> np.ndarray:
+    """Computed values as the file keeps them: a loss that is not finite (NaN from overflowing
+    logits, or -inf) is +inf, "diverged", since NaN in a loss means "not computed"."""
+    values = np.asarray(values, dtype=np.float64)
+    if is_loss(name):
+        values = np.where(np.isfinite(values), values, np.inf)
+    return values
+
+
+def diverged_as_inf(name: str, values: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """A loss read back with NaN at computed points (older files) as +inf there."""
+    if not is_loss(name):
+        return values
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(done & np.isnan(values), np.inf, values)
+
+
 def metric_names(splits: list[str]) -> list[str]:
     """Dataset names for the metrics recorded on these splits."""
     return [f"{s}_{m}" for s in splits for m in ("loss", "acc")]
@@ -177,7 +201,7 @@ class SurfaceWriter:
         # the (small) metric arrays instead.
         for name, vals in values.items():
             arr = self._f[name][...]
-            arr[index] = vals
+            arr[index] = stored_values(name, vals)
             self._f[name][...] = arr
         done = self._f["done"][...]
         done[index] = True
@@ -294,6 +318,8 @@ def _read_ours(f: Any, path: str) -> SurfaceData:
                 f"dataset {name!r} has shape {arr.shape}, expected {shape} = ({', '.join(axes)})",
                 _RECOMPUTE,
             )
+    # Files written before losses were stored as +inf on divergence hold NaN there.
+    metrics = {n: diverged_as_inf(n, a, done) for n, a in metrics.items()}
     return SurfaceData(
         x=x, y=y, metrics=metrics, done=done, attrs=attrs, path=path, repeats=repeats
     )

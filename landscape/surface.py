@@ -237,7 +237,7 @@ class _MemoryWriter:
 
     def write(self, values: Mapping[str, np.ndarray], index: tuple[np.ndarray, ...]) -> None:
         for name, vals in values.items():
-            self.surf.metrics[name][index] = vals
+            self.surf.metrics[name][index] = storage.stored_values(name, vals)
         self.surf.done[index] = True
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:

@@ -151,6 +151,19 @@ def test_a_file_written_by_the_api_resumes_and_saves_to_the_same_schema(tmp_path
     np.testing.assert_array_equal(resume.metrics["train_loss"], first.metrics["train_loss"])
 
 
+def test_a_diverged_loss_is_inf_in_memory_and_in_the_file(tmp_path: Path) -> None:
+    # Far out the logits overflow and cross-entropy is NaN: stored as +inf ("diverged"), since
+    # NaN in a loss means "not computed".
+    model, (x, y) = _mlp(), _data()
+    grid = {"x": (-1e30, 1e30, 5), "y": None}
+    for path in (None, tmp_path / "far.h5"):
+        surf = landscape.loss_surface(model, (x, y), **grid, path=path)  # type: ignore[arg-type]
+        loss = surf.metrics["train_loss"]
+        assert surf.complete and np.isfinite(loss[2])
+        assert np.isposinf(loss[[0, 1, 3, 4]]).all(), loss
+        assert np.isfinite(surf.metrics["train_acc"]).all()
+
+
 # ----------------------------------------------------------------------------- data and losses
 
 

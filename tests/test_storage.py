@@ -189,14 +189,39 @@ def test_writer_puts_values_at_iy_ix_and_marks_them_done(tmp_path: Path) -> None
     assert s.attrs["finished"] is True
 
 
-def test_non_finite_values_are_stored_as_such(tmp_path: Path) -> None:
+def test_a_non_finite_loss_is_stored_as_diverged(tmp_path: Path) -> None:
+    # NaN means "not computed": a computed loss that came out NaN (overflowing logits) or -inf
+    # is +inf, "diverged"; other metrics keep what was measured, and `done` says computed.
     path = tmp_path / "surface.h5"
     _ours(path)
+    index = (np.array([0, 0, 0]), np.array([0, 1, 2]))
     with storage.SurfaceWriter(path) as w:
-        w.write({"train_loss": np.array([np.inf, np.nan])}, (np.array([0, 0]), np.array([0, 1])))
+        w.write(
+            {
+                "train_loss": np.array([np.inf, np.nan, -np.inf]),
+                "train_acc": np.array([10.0, np.nan, 30.0]),
+            },
+            index,
+        )
     s = storage.read_surface(path)
-    assert np.isposinf(s.metrics["train_loss"][0, 0]) and np.isnan(s.metrics["train_loss"][0, 1])
-    assert s.done[0, 0] and s.done[0, 1]
+    assert np.isposinf(s.metrics["train_loss"][0, :3]).all()
+    np.testing.assert_array_equal(s.metrics["train_acc"][0, :3], [10.0, np.nan, 30.0])
+    assert s.done[0, :3].all() and not s.done[0, 3:].any()
+    assert np.isnan(s.metrics["train_loss"][0, 3:]).all()
+
+
+def test_an_older_files_nan_loss_at_a_done_point_reads_as_diverged(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    with h5py.File(path, "r+") as f:  # as earlier versions wrote a diverged point
+        f["train_loss"][0, 0] = np.nan
+        f["train_acc"][0, 0] = np.nan
+        done = f["done"][...]
+        done[0, 0] = True
+        f["done"][...] = done
+    s = storage.read_surface(path)
+    assert np.isposinf(s.metrics["train_loss"][0, 0]) and np.isnan(s.metrics["train_acc"][0, 0])
+    assert np.isnan(s.metrics["train_loss"][1, 1])  # not done: still "not computed"
 
 
 def test_extra_arrays(tmp_path: Path) -> None:
