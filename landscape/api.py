@@ -630,7 +630,8 @@ class Surface:
             return self._directions[repeat]
         if self.data.path is None or self.data.attrs.get("schema") != storage.SCHEMA:
             return []
-        return storage.read_directions(self.data.path, repeat)
+        # One draw taken from a file of several (`data.repeat(k)`) is draw k of that file.
+        return storage.read_directions(self.data.path, self.data.draw + repeat)
 
     def save(self, path: str | Path) -> Path:
         """Write the landscape HDF5 file (the schema `landscape surface` writes, resumable)."""

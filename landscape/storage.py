@@ -23,6 +23,7 @@ process killed while writing leaves a file that still opens; values are written 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,9 @@ class SurfaceData:
     attrs: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
     repeats: int = 1
+    # Which draw of the file at `path` this is: `repeat(k)` of a file of several draws is draw
+    # k, whose directions are stored there as r<k>.
+    draw: int = 0
 
     @property
     def title(self) -> str:
@@ -86,6 +90,8 @@ class SurfaceData:
             metrics={n: a[k] for n, a in self.metrics.items()},
             done=self.done[k],
             repeats=1,
+            draw=k,
+            attrs={**self.attrs, "draw": k},
         )
 
     def axis_label(self, axis: int) -> str:
@@ -155,26 +161,43 @@ def create_surface_file(
     if repeats > 1:
         shape = (repeats, *shape)
     tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("x", data=np.asarray(x, dtype=np.float64))
-        if y is not None:
-            f.create_dataset("y", data=np.asarray(y, dtype=np.float64))
-        for name in metrics:
-            f.create_dataset(name, data=np.full(shape, np.nan), track_times=False)
-        f.create_dataset("done", data=np.zeros(shape, dtype=bool), track_times=False)
-        for k, dirs in enumerate(directions):
-            for i, d in enumerate(dirs):
-                g = f.create_group(f"directions/r{k}/d{i}")
-                for name, t in d.items():
-                    g.create_dataset(name, data=_to_numpy(t))
-        f.attrs["schema"] = SCHEMA
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["axis_order"] = AXIS_ORDER
-        f.attrs["repeats"] = repeats
-        f.attrs["metrics"] = list(metrics)
-        for key, value in attrs.items():
-            f.attrs[key] = _attr_value(value)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("x", data=np.asarray(x, dtype=np.float64))
+            if y is not None:
+                f.create_dataset("y", data=np.asarray(y, dtype=np.float64))
+            for name in metrics:
+                f.create_dataset(name, data=np.full(shape, np.nan), track_times=False)
+            f.create_dataset("done", data=np.zeros(shape, dtype=bool), track_times=False)
+            for k, dirs in enumerate(directions):
+                for i, d in enumerate(dirs):
+                    g = f.create_group(f"directions/r{k}/d{i}")
+                    for name, t in d.items():
+                        g.create_dataset(escape_name(name), data=_to_numpy(t))
+            for key, value in attrs.items():
+                f.attrs[key] = _attr_value(value)
+            # Last, so that a caller's attributes (copied from another file, say one of several
+            # draws) never contradict what this file holds.
+            f.attrs["schema"] = SCHEMA
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["axis_order"] = AXIS_ORDER
+            f.attrs["repeats"] = repeats
+            f.attrs["metrics"] = list(metrics)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     os.replace(tmp, path)
+
+
+def escape_name(name: str) -> str:
+    """A parameter name as an HDF5 dataset name: '/' would make nested groups, so it is written
+    %2F (and '%' as %25)."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def unescape_name(name: str) -> str:
+    """The parameter name `escape_name` wrote; names of older files, unescaped, pass as they are."""
+    return re.sub(r"%(25|2F)", lambda m: "%" if m.group(1) == "25" else "/", name)
 
 
 class SurfaceWriter:
@@ -257,11 +280,22 @@ def read_directions(path: str | Path, repeat: int = 0) -> list[dict[str, np.ndar
         if f"directions/r{repeat}" not in f:
             raise LandscapeError(f"{path}: no stored directions for repeat {repeat}")
         g = f[f"directions/r{repeat}"]
-        out = []
-        for i in range(len(g)):
-            d = g[f"d{i}"]
-            out.append({name: d[name][...] for name in d})
-        return out
+        return [_named_arrays(g[f"d{i}"]) for i in range(len(g))]
+
+
+def _named_arrays(group: Any) -> dict[str, np.ndarray]:
+    """The datasets under `group` by parameter name; older files wrote a name with '/' as nested
+    groups, which are walked."""
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            out[unescape_name(name)] = obj[...]
+
+    group.visititems(visit)
+    return out
 
 
 def write_extra(
@@ -292,7 +326,7 @@ def read_extra(path: str | Path) -> dict[str, tuple[np.ndarray, dict[str, Any]]]
 
 def _read_ours(f: Any, path: str) -> SurfaceData:
     attrs = {k: _from_attr(v) for k, v in f.attrs.items()}
-    version = int(attrs.get("schema_version", 0))
+    version = _schema_version(attrs.get("schema_version", 0), path)
     if version > SCHEMA_VERSION:
         raise LandscapeError(
             f"{path}: schema version {version} is newer than this landscape ({SCHEMA_VERSION}); "
@@ -405,6 +439,26 @@ def _repeats(value: Any, path: str) -> int:
     )
 
 
+def _schema_version(value: Any, path: str) -> int:
+    """The 'schema_version' attribute, a whole number; anything else is not ours to read."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and np.isfinite(value)
+        and value >= 0
+        and value == int(value)
+    ):
+        return int(value)
+    raise _damaged(
+        path,
+        f"attribute 'schema_version' is {value!r}, expected a whole number (or the file is from "
+        f"a newer landscape than this one, schema version {SCHEMA_VERSION}: upgrade to read it)",
+        _RECOMPUTE,
+    )
+
+
 @contextmanager
 def _open(path: str | Path) -> Iterator[Any]:
     import h5py
@@ -430,7 +484,10 @@ def _open(path: str | Path) -> Iterator[Any]:
 
 def _to_numpy(t: Any) -> np.ndarray:
     if hasattr(t, "detach"):
-        return t.detach().cpu().numpy()
+        t = t.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # numpy has no bfloat16; float32 holds it exactly
+            t = t.float()
+        return t.numpy()
     return np.asarray(t)
 
 

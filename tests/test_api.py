@@ -164,6 +164,28 @@ def test_a_diverged_loss_is_inf_in_memory_and_in_the_file(tmp_path: Path) -> Non
         assert np.isfinite(surf.metrics["train_acc"]).all()
 
 
+def test_saving_one_draw_of_several_keeps_that_draws_directions(tmp_path: Path) -> None:
+    x = np.linspace(-1, 1, 5)
+    path = tmp_path / "two.h5"
+    dirs = [[{"w": np.full(3, 10.0 * k + i)} for i in range(2)] for k in range(2)]
+    storage.create_surface_file(path, x, x[:3], ["train_loss"], dirs, {"title": "two"})
+    with storage.SurfaceWriter(path) as w:
+        index = np.nonzero(np.ones((2, 3, 5), dtype=bool))
+        w.write({"train_loss": np.arange(30.0)}, index)
+    one = landscape.Surface(landscape.Surface.load(path).data.repeat(1))
+    saved = landscape.Surface.load(one.save(tmp_path / "draw1.h5"))
+    assert saved.data.repeats == 1 and saved.attrs["draw"] == 1
+    np.testing.assert_array_equal(saved.metrics["train_loss"], np.arange(15.0, 30.0).reshape(3, 5))
+    assert [d["w"][0] for d in saved.directions()] == [10.0, 11.0]
+
+
+def test_a_bfloat16_models_surface_saves(tmp_path: Path) -> None:
+    model, (x, y) = _mlp().to(torch.bfloat16), _data()
+    surf = landscape.loss_surface(model, (x.to(torch.bfloat16), y), x=(-1, 1, 3), y=None)
+    saved = landscape.Surface.load(surf.save(tmp_path / "bf16.h5"))
+    assert saved.complete and saved.directions()[0]["0.weight"].dtype == np.float32
+
+
 # ----------------------------------------------------------------------------- data and losses
 
 

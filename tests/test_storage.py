@@ -429,3 +429,64 @@ def test_plot_of_a_damaged_file_is_a_clean_cli_error(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"Error: {path}: damaged surface file: ")
     assert "'train_loss'" in lines[0] and "(2, 5)" in lines[0]
+
+
+def test_callers_attributes_never_override_the_structure(tmp_path: Path) -> None:
+    # e.g. attributes copied from a file of two draws onto one draw of it
+    path = tmp_path / "one.h5"
+    attrs = {"repeats": 2, "schema_version": 7, "metrics": ["gone"], "schema": "x", "title": "t"}
+    storage.create_surface_file(path, X, Y, ["train_loss"], [[{"w": np.ones(3)}] * 2], attrs)
+    s = storage.read_surface(path)
+    assert s.repeats == 1 and s.attrs["schema_version"] == storage.SCHEMA_VERSION
+    assert list(s.metrics) == ["train_loss"] and s.title == "t"
+
+
+@pytest.mark.parametrize("version", ["1.1", "two", 1.5, -1])
+def test_a_malformed_schema_version_is_one_damaged_file_error(tmp_path: Path, version: Any) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = version
+    with pytest.raises(LandscapeError, match=r"surface.h5: damaged .*'schema_version' is"):
+        storage.read_surface(path)
+
+
+def test_bfloat16_directions_are_stored_as_float32(tmp_path: Path) -> None:
+    path = tmp_path / "bf16.h5"
+    d = torch.randn(4, 3).to(torch.bfloat16)
+    storage.create_surface_file(path, X, None, ["train_loss"], [[{"w": d}]], {})
+    got = storage.read_directions(path)[0]["w"]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, d.float().numpy())
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.h5"
+    with pytest.raises(TypeError):
+        storage.create_surface_file(path, X, None, ["train_loss"], [], {"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parameter_names_with_a_slash_round_trip(tmp_path: Path) -> None:
+    # nn.ModuleDict({"enc/0": ...}) is legal: its names must not become nested HDF5 groups.
+    path = tmp_path / "slash.h5"
+    names = ["enc/0.weight", "enc/0.bias", "odd%2Fname", "plain.weight"]
+    dirs = [{n: np.full(2, float(i)) for i, n in enumerate(names)}]
+    storage.create_surface_file(path, X, None, ["train_loss"], [dirs], {})
+    got = storage.read_directions(path)[0]
+    assert sorted(got) == sorted(names)
+    for i, n in enumerate(names):
+        np.testing.assert_array_equal(got[n], np.full(2, float(i)))
+    with h5py.File(path) as f:
+        assert isinstance(f["directions/r0/d0/enc%2F0.weight"], h5py.Dataset)
+
+
+def test_older_files_directions_still_read(tmp_path: Path) -> None:
+    # Written before names were escaped: plain names, and a '/' name as nested groups.
+    path = tmp_path / "old.h5"
+    _ours(path, y=None)
+    with h5py.File(path, "r+") as f:
+        f["directions/r0/d0/enc/0.weight"] = np.arange(3.0)
+    got = storage.read_directions(path)[0]
+    assert sorted(got) == ["enc/0.weight", "layer1.0.conv1.weight", "linear.bias"]
+    np.testing.assert_array_equal(got["enc/0.weight"], np.arange(3.0))
