@@ -101,6 +101,8 @@ class SurfaceData:
             return str(labels[axis])
         kind = self.attrs.get("dir_kind", "random")
         norm = self.attrs.get("norm", "filter")
+        if norm in ("unknown", None):  # the original code's files do not say
+            return f"direction {axis + 1}"
         if kind == "line":
             return "interpolation coefficient (0 = A, 1 = B)"
         if kind == "plane":
@@ -380,14 +382,37 @@ def _read_original(f: Any, path: str) -> SurfaceData:
                 )
             # The original code allocates (nx, ny) but fills it by the flat index of a
             # (ny, nx) meshgrid, so reading the flat buffer as (ny, nx) is right for any shape.
-            arr = arr.reshape(shape)
-            # It initialises unfinished points to -1.
-            metrics[name] = np.where(arr == -1, np.nan, arr)
+            metrics[name] = arr.reshape(shape)
     if not metrics:
         raise LandscapeError(f"{path}: has coordinates but none of {', '.join(ORIGINAL_METRICS)}")
-    done = np.all([~np.isnan(a) for a in metrics.values()], axis=0)
-    attrs = {"source": "original", "dir_kind": "random", "norm": "filter"}
-    return SurfaceData(x=x, y=y, metrics=metrics, done=done, attrs=attrs, path=path)
+    # It initialises unfinished points to -1; a loss that diverged it stores as NaN.
+    done = np.all([a != -1 for a in metrics.values()], axis=0)
+    metrics = {n: diverged_as_inf(n, np.where(done, a, np.nan), done) for n, a in metrics.items()}
+    return SurfaceData(x=x, y=y, metrics=metrics, done=done, attrs=_original_attrs(f), path=path)
+
+
+def _original_attrs(f: Any) -> dict[str, Any]:
+    """What an original file tells of its directions: its `dir_file` and what that name encodes
+    (dir_type, xnorm=, xignore=); the rest is unknown, not guessed."""
+    attrs: dict[str, Any] = {"source": "original", "dir_kind": "unknown", "norm": "unknown"}
+    dir_file = f.attrs.get("dir_file")
+    if dir_file is None and "dir_file" in f and getattr(f["dir_file"], "shape", None) == ():
+        dir_file = f["dir_file"][()]
+    if isinstance(dir_file, bytes):
+        dir_file = dir_file.decode(errors="replace")
+    if not isinstance(dir_file, str) or not dir_file:
+        return attrs
+    attrs["dir_file"] = dir_file
+    name = Path(dir_file).name
+    for key, pattern in (
+        ("norm", r"xnorm=([A-Za-z0-9]+)"),
+        ("ignore", r"xignore=([A-Za-z0-9]+)"),
+        ("dir_type", r"dir_type=([A-Za-z0-9]+)|_(weights|states)(?=[_.]|$)"),
+    ):
+        m = re.search(pattern, name)
+        if m:
+            attrs[key] = next(g for g in m.groups() if g)
+    return attrs
 
 
 _RECOMPUTE = "rerun with --overwrite to compute it afresh"

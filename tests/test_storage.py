@@ -86,6 +86,35 @@ def test_original_1d_file(tmp_path: Path) -> None:
     assert s.done.tolist() == [True, True, True, False, True, True, True]
 
 
+def test_original_nan_loss_is_diverged_and_provenance_is_not_invented(tmp_path: Path) -> None:
+    path = tmp_path / "orig_interp.h5"
+    x = np.linspace(-0.5, 1.5, 5)
+    loss = (x - 0.5) ** 2
+    loss[-1], loss[1] = np.nan, -1  # the original: NaN diverged, -1 not computed yet
+    with h5py.File(path, "w") as f:
+        f["dir_file"] = "cifar10/resnet56.t7_weights_xignore=biasbn_xnorm=filter.h5"
+        f["xcoordinates"] = x
+        f["train_loss"] = loss
+    s = storage.read_surface(path)
+    assert np.isposinf(s.metrics["train_loss"][-1]) and np.isnan(s.metrics["train_loss"][1])
+    assert s.done.tolist() == [True, False, True, True, True]
+    assert s.attrs["dir_kind"] == "unknown"
+    assert s.attrs["dir_file"].endswith("xnorm=filter.h5")
+    assert (s.attrs["norm"], s.attrs["ignore"], s.attrs["dir_type"]) == (
+        "filter",
+        "biasbn",
+        "weights",
+    )
+
+
+def test_original_file_without_dir_file_claims_no_normalization(tmp_path: Path) -> None:
+    path = tmp_path / "orig.h5"
+    _original_2d(path)
+    s = storage.read_surface(path)
+    assert s.attrs["dir_kind"] == "unknown" and s.attrs["norm"] == "unknown"
+    assert s.axis_label(0) == "direction 1" and s.axis_label(1) == "direction 2"
+
+
 def test_original_file_without_metrics_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "coords_only.h5"
     with h5py.File(path, "w") as f:
