@@ -440,7 +440,7 @@ def export(
     from .export import export_surface
 
     written = export_surface(
-        file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax, repeat=repeat
+        file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax, repeat=repeat, note=_echo
     )
     click.echo(str(written))
 

@@ -133,11 +133,11 @@ def stored_values(name: str, values: np.ndarray) -> np.ndarray:
 
 
 def diverged_as_inf(name: str, values: np.ndarray, done: np.ndarray) -> np.ndarray:
-    """A loss read back with NaN at computed points (older files) as +inf there."""
+    """A loss read back with NaN or -inf at computed points (older files) as +inf there."""
     if not is_loss(name):
         return values
     values = np.asarray(values, dtype=np.float64)
-    return np.where(done & np.isnan(values), np.inf, values)
+    return np.where(done & ~np.isfinite(values), np.inf, values)
 
 
 def metric_names(splits: list[str]) -> list[str]:
