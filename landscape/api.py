@@ -524,7 +524,8 @@ def _attrs(
         "fingerprint_data": _sha256(
             (f"{s}.{i}", t) for s, pair in splits.items() for i, t in enumerate(pair)
         ),
-        "checkpoint_sha256": model_sha,
+        # A digest of the state_dict's tensors, not of a file as the CLI's checkpoint_sha256.
+        "state_sha256": model_sha,
         "directions_sha256": dirs_sha,
         "config": yaml.safe_dump({"api": settings}, sort_keys=False),
         "title": type(model).__name__,

@@ -33,6 +33,7 @@ PROVENANCE_KEYS = (
     "model",
     "checkpoint",
     "checkpoint_sha256",
+    "state_sha256",
     "checkpoint_epoch",
     "dir_kind",
     "dir_type",

@@ -239,6 +239,10 @@ class SurfaceWriter:
             self._f.attrs[key] = _attr_value(value)
         self._f.flush()
 
+    def add_history(self, entry: Mapping[str, Any]) -> None:
+        """Append one run's record to the 'history' attribute (a JSON list)."""
+        self.set_attrs({"history": with_history(self._f.attrs.get("history"), entry)})
+
     def close(self) -> None:
         self._f.close()
 
@@ -247,6 +251,22 @@ class SurfaceWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def with_history(history: Any, entry: Mapping[str, Any]) -> str:
+    """The 'history' attribute (a JSON list, one record per run that computed points) with
+    `entry` appended; an unreadable earlier value is kept as the text it was."""
+    import json
+
+    if isinstance(history, bytes):
+        history = history.decode(errors="replace")
+    try:
+        runs = json.loads(history) if isinstance(history, str) else []
+    except ValueError:
+        runs = None
+    if not isinstance(runs, list):
+        runs = [{"unreadable": str(history)}]
+    return json.dumps([*runs, dict(entry)])
 
 
 def distinct_titles(names: Sequence[str]) -> list[str]:

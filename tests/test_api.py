@@ -186,6 +186,25 @@ def test_a_bfloat16_models_surface_saves(tmp_path: Path) -> None:
     assert saved.complete and saved.directions()[0]["0.weight"].dtype == np.float32
 
 
+def test_the_state_digest_is_not_called_a_checkpoint_digest(tmp_path: Path) -> None:
+    # The CLI's checkpoint_sha256 is a file's sha256; the API digests state_dict tensors.
+    model, (x, y) = _mlp(), _data()
+    path = tmp_path / "s.h5"
+    landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, path=path)
+    attrs = storage.read_attrs(path)
+    assert "checkpoint_sha256" not in attrs and len(attrs["state_sha256"]) == 64
+    with h5py.File(path, "r+") as f:  # as the API wrote it before
+        f.attrs["checkpoint_sha256"] = f.attrs["state_sha256"]
+        del f.attrs["state_sha256"]
+        done = f["done"][...]
+        done[1] = False
+        f["done"][...] = done
+    resumed = landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, path=path)
+    assert resumed.complete
+    with pytest.raises(LandscapeError, match="other model weights"):
+        landscape.loss_surface(_mlp(1), (x, y), x=(-1, 1, 3), y=None, path=path)
+
+
 # ----------------------------------------------------------------------------- data and losses
 
 
