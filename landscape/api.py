@@ -524,7 +524,8 @@ def _attrs(
         "fingerprint_data": _sha256(
             (f"{s}.{i}", t) for s, pair in splits.items() for i, t in enumerate(pair)
         ),
-        "checkpoint_sha256": model_sha,
+        # A digest of the state_dict's tensors, not of a file as the CLI's checkpoint_sha256.
+        "state_sha256": model_sha,
         "directions_sha256": dirs_sha,
         "config": yaml.safe_dump({"api": settings}, sort_keys=False),
         "title": type(model).__name__,
@@ -630,7 +631,8 @@ class Surface:
             return self._directions[repeat]
         if self.data.path is None or self.data.attrs.get("schema") != storage.SCHEMA:
             return []
-        return storage.read_directions(self.data.path, repeat)
+        # One draw taken from a file of several (`data.repeat(k)`) is draw k of that file.
+        return storage.read_directions(self.data.path, self.data.draw + repeat)
 
     def save(self, path: str | Path) -> Path:
         """Write the landscape HDF5 file (the schema `landscape surface` writes, resumable)."""

@@ -317,7 +317,9 @@ _TITLES = click.option(
 _KIND_HELP = "Plot kinds: contour, contourf, heatmap, surface3d (2D), line (1D); repeatable."
 
 
-def _figure_options(kinds_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _figure_options(
+    kinds_help: str, format_help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """FILES plus the figure options plot and compare share; the scale ones arrive as **style."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -338,7 +340,7 @@ def _figure_options(kinds_help: str) -> Callable[[Callable[..., Any]], Callable[
                 "fmt",
                 type=click.Choice(["png", "pdf", "svg"]),
                 default=None,
-                help="Figure format [the --out file's suffix, else png].",
+                help=format_help,
             ),
             click.option("--dpi", type=click.IntRange(min=1), default=150),
         ]
@@ -348,13 +350,13 @@ def _figure_options(kinds_help: str) -> Callable[[Callable[..., Any]], Callable[
 
 
 @main.command()
-@_figure_options(_KIND_HELP)
+@_figure_options(_KIND_HELP, "Figure format [png].")
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Folder for the figures (default: beside the file).",
+    help="Folder for the figures, named <file>_<metric>_<kind>[_log] (default: beside the file).",
 )
 @_fail_cleanly
 def plot(files: tuple[str, ...], kinds: list[str], out_dir: str | None, **style: Any) -> None:
@@ -363,6 +365,13 @@ def plot(files: tuple[str, ...], kinds: list[str], out_dir: str | None, **style:
     Example: landscape plot outputs/quickstart/resnet56/surface.h5 --kinds contour --kinds surface3d
     """
     from .plot import plot_file
+
+    suffix = Path(out_dir).suffix.lower().lstrip(".") if out_dir else ""
+    if suffix in ("png", "pdf", "svg") and not Path(out_dir or "").is_dir():
+        raise click.UsageError(
+            f"--out {out_dir}: plot writes a folder of figures (one per kind), not one file; "
+            f"give a folder and --format {suffix}"
+        )
 
     for f, stem in zip(files, _figure_stems(files, out_dir), strict=True):
         for p in plot_file(f, kinds=kinds or None, out_dir=out_dir, stem=stem, **style):
@@ -381,7 +390,10 @@ def _figure_stems(files: tuple[str, ...], out_dir: str | None) -> list[str]:
 
 
 @main.command()
-@_figure_options(_KIND_HELP + " Default: contour and surface3d.")
+@_figure_options(
+    _KIND_HELP + " Default: contour and surface3d.",
+    "Figure format [the --out file's suffix, else png].",
+)
 @_TITLES
 @click.option(
     "--out",
@@ -440,7 +452,7 @@ def export(
     from .export import export_surface
 
     written = export_surface(
-        file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax, repeat=repeat
+        file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax, repeat=repeat, note=_echo
     )
     click.echo(str(written))
 

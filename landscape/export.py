@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +51,14 @@ def export_surface(
     interpolate: int = 1,
     *,
     repeat: int = 0,
+    note: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the surface in `path` as vtp, csv or npz; returns the written file.
 
     `log`, `zmax` and `interpolate` shape the VTK height field only; CSV and NPZ hold the raw
     values. `metric` picks one metric (vtp: default train_loss; csv/npz: default all).
-    `repeat` picks the direction draw for vtp when the file holds several.
+    `repeat` picks the direction draw for vtp when the file holds several. `note` takes one
+    line of news for the user (the CLI prints it): e.g. that a VTK mesh filled holes.
     """
     fmt = fmt.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -71,7 +73,14 @@ def export_surface(
     check_not_an_input(out_path, [path])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "vtp":
-        _write_vtp(surf.repeat(repeat), out_path, pick_metric(surf, metric), log, zmax, interpolate)
+        name = pick_metric(surf, metric)
+        filled = _write_vtp(surf.repeat(repeat), out_path, name, log, zmax, interpolate)
+        if filled and note is not None:
+            note(
+                f"{out_path}: {filled} point(s) of {name} were not computed or diverged; the mesh "
+                f"fills their heights (with zmax, else the finite maximum), while the {name!r} "
+                "array keeps NaN/inf there and 'valid' is 0"
+            )
     else:
         names = [pick_metric(surf, metric)] if metric is not None else list(surf.metrics)
         if fmt == "csv":
@@ -123,47 +132,64 @@ def _upsample(x: np.ndarray, y: np.ndarray, z: np.ndarray, k: int) -> tuple[np.n
 
 def _write_vtp(
     surf: SurfaceData, out: Path, metric: str, log: bool, zmax: float | None, interpolate: int
-) -> None:
+) -> int:
+    """Write the VTK mesh; returns how many grid points had no measured height to show.
+
+    Point arrays: `height` (the mesh's z: filled, clipped, log as asked), `<metric>` (the
+    values as stored, NaN and inf kept) and `valid` (1 where the point was computed and finite,
+    so its height is its value; 0 where the height is filled).
+    """
     if surf.y is None:
         raise LandscapeError(f"{surf.path}: vtp needs a 2D surface; export a 1D one as csv or npz")
     if interpolate < 1:
         raise LandscapeError(f"interpolate must be a whole number >= 1, got {interpolate}")
     if min(surf.shape) < 2:
         raise LandscapeError(f"{surf.path}: vtp needs at least 2 points along each axis")
-    x, y, z = _upsample(
-        np.asarray(surf.x, float),
-        np.asarray(surf.y, float),
-        height_field(surf, metric, log, zmax),
-        interpolate,
-    )
+    x0, y0 = np.asarray(surf.x, float), np.asarray(surf.y, float)
+    raw = np.asarray(surf.metrics[metric], dtype=np.float64)
+    valid = np.asarray(surf.done, dtype=bool) & np.isfinite(raw)
+    x, y, z = _upsample(x0, y0, height_field(surf, metric, log, zmax), interpolate)
+    # A refined point is valid, and has a value, only where all its corners do.
+    _, _, valid_f = _upsample(x0, y0, valid.astype(np.float64), interpolate)
+    _, _, raw_f = _upsample(x0, y0, np.where(valid, raw, 0.0), interpolate)
+    valid_f = valid_f > 1 - 1e-9
+    raw_f = np.where(valid_f, raw_f, np.nan)
+    raw_f[::interpolate, ::interpolate] = raw  # the grid's own points keep their stored values
     ny, nx = z.shape
     xx, yy = np.meshgrid(x, y)  # (ny, nx); point id = iy * nx + ix
     points = np.column_stack([xx.ravel(), yy.ravel(), z.ravel()])
-    # One quad per cell, corners counter-clockwise seen from +z so normals point up.
+    # One quad per cell, corners counter-clockwise seen from +z so normals point up; on an axis
+    # that descends (x or y from max to min) the grid's own order turns, so the corners do too.
     iy, ix = np.meshgrid(np.arange(ny - 1), np.arange(nx - 1), indexing="ij")
     p0 = (iy * nx + ix).ravel()
     quads = np.column_stack([p0, p0 + 1, p0 + 1 + nx, p0 + nx])
+    if (x[-1] - x[0]) * (y[-1] - y[0]) < 0:
+        quads = quads[:, ::-1]
     offsets = 4 * np.arange(1, len(quads) + 1)
 
     def block(a: np.ndarray, fmt: str, per_line: int) -> str:
         a = a.reshape(-1, per_line)
         return "\n".join(" ".join(fmt % v for v in row) for row in a)
 
-    name = metric + ("_log" if log else "")
+    def point_array(name: str, values: np.ndarray, kind: str = "Float64") -> str:
+        fmt = "%d" if kind.startswith("U") else "%.17g"  # %.17g: float64 exactly, nan, inf
+        return (
+            f'        <DataArray type="{kind}" Name="{name}" NumberOfComponents="1" '
+            f'format="ascii">\n{block(values.ravel(), fmt, nx)}\n        </DataArray>\n'
+        )
+
+    height = "height" + ("_log" if log else "")
     text = f"""<?xml version="1.0"?>
 <VTKFile type="PolyData" version="1.0" byte_order="LittleEndian">
   <PolyData>
     <Piece NumberOfPoints="{nx * ny}" NumberOfVerts="0" NumberOfLines="0" NumberOfStrips="0" \
 NumberOfPolys="{len(quads)}">
-      <PointData Scalars="{name}">
-        <DataArray type="Float64" Name="{name}" NumberOfComponents="1" format="ascii" \
-RangeMin="{z.min():.9g}" RangeMax="{z.max():.9g}">
-{block(z.ravel(), "%.9g", nx)}
-        </DataArray>
+      <PointData Scalars="{height}">
+{point_array(height, z)}{point_array(metric, raw_f)}{point_array("valid", valid_f, "UInt8")}\
       </PointData>
       <Points>
         <DataArray type="Float64" Name="Points" NumberOfComponents="3" format="ascii">
-{block(points, "%.9g", 3)}
+{block(points, "%.17g", 3)}
         </DataArray>
       </Points>
       <Polys>
@@ -179,6 +205,7 @@ RangeMin="{z.min():.9g}" RangeMax="{z.max():.9g}">
 </VTKFile>
 """
     _write_text(out, text)
+    return int(valid.size - valid.sum())
 
 
 def _write_csv(surf: SurfaceData, out: Path, names: list[str]) -> None:

@@ -33,6 +33,7 @@ PROVENANCE_KEYS = (
     "model",
     "checkpoint",
     "checkpoint_sha256",
+    "state_sha256",
     "checkpoint_epoch",
     "dir_kind",
     "dir_type",
@@ -52,6 +53,7 @@ PROVENANCE_KEYS = (
     "python_version",
     "schema_version",
     "source",
+    "dir_file",
 )
 _BARRIER_KEYS = ("barrier", "barrier_t", "loss_a", "loss_b", "max_loss")
 
@@ -180,9 +182,7 @@ def format_stats(stats: dict[str, Any]) -> str:
     lines = [
         f"{stats['title']} ({stats['path']})",
         f"  {stats['metric']} on a {ndim}D grid of {size} points ({span}), "
-        f"{draws} direction draw{'s' if draws != 1 else ''} of "
-        f"{prov.get('dir_kind') or 'random'} directions"
-        + (f", norm {prov['norm']}" if prov.get("norm") else ""),
+        f"{draws} direction draw{'s' if draws != 1 else ''} of {_directions_kind(prov)}",
         f"  values: {v['points']} points, {v['done']} computed, {v['nonfinite']} not finite "
         f"({v['nan']} NaN, {v['inf']} inf)",
     ]
@@ -294,6 +294,14 @@ def _grid(surf: SurfaceData) -> dict[str, list[float] | None]:
         return [float(a[0]), float(a[-1]), len(a)] if len(a) else [math.nan, math.nan, 0]
 
     return {"x": axis(surf.x), "y": axis(surf.y)}
+
+
+def _directions_kind(prov: dict[str, Any]) -> str:
+    """'random directions, norm filter'; the original code's files do not say which."""
+    kind = prov.get("dir_kind") or "random"
+    text = "directions of unknown kind" if kind == "unknown" else f"{kind} directions"
+    norm = prov.get("norm")
+    return text + (f", norm {norm}" if norm and norm != "unknown" else "")
 
 
 def _num(v: float) -> str:

@@ -4,7 +4,9 @@ Layout of a landscape surface file (schema version 1)::
 
     /x                 (nx,)   float64   coordinates along direction 1
     /y                 (ny,)   float64   coordinates along direction 2 (2D surfaces only)
-    /<split>_<metric>  float64 values, NaN where not computed yet, +-inf where the loss diverged
+    /<split>_<metric>  float64 values, NaN where not computed yet, +inf where the loss diverged
+                       (a computed loss that is NaN or -inf is stored as +inf; another metric
+                       may hold NaN at a computed point, so readers go by `done`)
                        1D: [ix]        2D: [iy, ix]   (rows are y, columns are x, as in meshgrid)
                        with repeats K > 1 a leading axis: [k, ix] or [k, iy, ix]
     /done              bool, same shape: True where the point has been evaluated
@@ -21,6 +23,7 @@ process killed while writing leaves a file that still opens; values are written 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -50,6 +53,9 @@ class SurfaceData:
     attrs: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
     repeats: int = 1
+    # Which draw of the file at `path` this is: `repeat(k)` of a file of several draws is draw
+    # k, whose directions are stored there as r<k>.
+    draw: int = 0
 
     @property
     def title(self) -> str:
@@ -84,6 +90,8 @@ class SurfaceData:
             metrics={n: a[k] for n, a in self.metrics.items()},
             done=self.done[k],
             repeats=1,
+            draw=k,
+            attrs={**self.attrs, "draw": k},
         )
 
     def axis_label(self, axis: int) -> str:
@@ -93,6 +101,8 @@ class SurfaceData:
             return str(labels[axis])
         kind = self.attrs.get("dir_kind", "random")
         norm = self.attrs.get("norm", "filter")
+        if norm in ("unknown", None):  # the original code's files do not say
+            return f"direction {axis + 1}"
         if kind == "line":
             return "interpolation coefficient (0 = A, 1 = B)"
         if kind == "plane":
@@ -106,6 +116,28 @@ class SurfaceData:
             "none": "unnormalized",
         }.get(str(norm), str(norm))
         return f"{pretty} direction {axis + 1}"
+
+
+def is_loss(name: str) -> bool:
+    """Whether metric `name` is a loss (`<split>_loss`), where non-finite means diverged."""
+    return name == "loss" or name.endswith("_loss")
+
+
+def stored_values(name: str, values: np.ndarray) -> np.ndarray:
+    """Computed values as the file keeps them: a loss that is not finite (NaN from overflowing
+    logits, or -inf) is +inf, "diverged", since NaN in a loss means "not computed"."""
+    values = np.asarray(values, dtype=np.float64)
+    if is_loss(name):
+        values = np.where(np.isfinite(values), values, np.inf)
+    return values
+
+
+def diverged_as_inf(name: str, values: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """A loss read back with NaN or -inf at computed points (older files) as +inf there."""
+    if not is_loss(name):
+        return values
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(done & ~np.isfinite(values), np.inf, values)
 
 
 def metric_names(splits: list[str]) -> list[str]:
@@ -131,26 +163,43 @@ def create_surface_file(
     if repeats > 1:
         shape = (repeats, *shape)
     tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("x", data=np.asarray(x, dtype=np.float64))
-        if y is not None:
-            f.create_dataset("y", data=np.asarray(y, dtype=np.float64))
-        for name in metrics:
-            f.create_dataset(name, data=np.full(shape, np.nan), track_times=False)
-        f.create_dataset("done", data=np.zeros(shape, dtype=bool), track_times=False)
-        for k, dirs in enumerate(directions):
-            for i, d in enumerate(dirs):
-                g = f.create_group(f"directions/r{k}/d{i}")
-                for name, t in d.items():
-                    g.create_dataset(name, data=_to_numpy(t))
-        f.attrs["schema"] = SCHEMA
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["axis_order"] = AXIS_ORDER
-        f.attrs["repeats"] = repeats
-        f.attrs["metrics"] = list(metrics)
-        for key, value in attrs.items():
-            f.attrs[key] = _attr_value(value)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("x", data=np.asarray(x, dtype=np.float64))
+            if y is not None:
+                f.create_dataset("y", data=np.asarray(y, dtype=np.float64))
+            for name in metrics:
+                f.create_dataset(name, data=np.full(shape, np.nan), track_times=False)
+            f.create_dataset("done", data=np.zeros(shape, dtype=bool), track_times=False)
+            for k, dirs in enumerate(directions):
+                for i, d in enumerate(dirs):
+                    g = f.create_group(f"directions/r{k}/d{i}")
+                    for name, t in d.items():
+                        g.create_dataset(escape_name(name), data=_to_numpy(t))
+            for key, value in attrs.items():
+                f.attrs[key] = _attr_value(value)
+            # Last, so that a caller's attributes (copied from another file, say one of several
+            # draws) never contradict what this file holds.
+            f.attrs["schema"] = SCHEMA
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["axis_order"] = AXIS_ORDER
+            f.attrs["repeats"] = repeats
+            f.attrs["metrics"] = list(metrics)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     os.replace(tmp, path)
+
+
+def escape_name(name: str) -> str:
+    """A parameter name as an HDF5 dataset name: '/' would make nested groups, so it is written
+    %2F (and '%' as %25)."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def unescape_name(name: str) -> str:
+    """The parameter name `escape_name` wrote; names of older files, unescaped, pass as they are."""
+    return re.sub(r"%(25|2F)", lambda m: "%" if m.group(1) == "25" else "/", name)
 
 
 class SurfaceWriter:
@@ -177,7 +226,7 @@ class SurfaceWriter:
         # the (small) metric arrays instead.
         for name, vals in values.items():
             arr = self._f[name][...]
-            arr[index] = vals
+            arr[index] = stored_values(name, vals)
             self._f[name][...] = arr
         done = self._f["done"][...]
         done[index] = True
@@ -190,6 +239,10 @@ class SurfaceWriter:
             self._f.attrs[key] = _attr_value(value)
         self._f.flush()
 
+    def add_history(self, entry: Mapping[str, Any]) -> None:
+        """Append one run's record to the 'history' attribute (a JSON list)."""
+        self.set_attrs({"history": with_history(self._f.attrs.get("history"), entry)})
+
     def close(self) -> None:
         self._f.close()
 
@@ -198,6 +251,22 @@ class SurfaceWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def with_history(history: Any, entry: Mapping[str, Any]) -> str:
+    """The 'history' attribute (a JSON list, one record per run that computed points) with
+    `entry` appended; an unreadable earlier value is kept as the text it was."""
+    import json
+
+    if isinstance(history, bytes):
+        history = history.decode(errors="replace")
+    try:
+        runs = json.loads(history) if isinstance(history, str) else []
+    except ValueError:
+        runs = None
+    if not isinstance(runs, list):
+        runs = [{"unreadable": str(history)}]
+    return json.dumps([*runs, dict(entry)])
 
 
 def distinct_titles(names: Sequence[str]) -> list[str]:
@@ -233,11 +302,22 @@ def read_directions(path: str | Path, repeat: int = 0) -> list[dict[str, np.ndar
         if f"directions/r{repeat}" not in f:
             raise LandscapeError(f"{path}: no stored directions for repeat {repeat}")
         g = f[f"directions/r{repeat}"]
-        out = []
-        for i in range(len(g)):
-            d = g[f"d{i}"]
-            out.append({name: d[name][...] for name in d})
-        return out
+        return [_named_arrays(g[f"d{i}"]) for i in range(len(g))]
+
+
+def _named_arrays(group: Any) -> dict[str, np.ndarray]:
+    """The datasets under `group` by parameter name; older files wrote a name with '/' as nested
+    groups, which are walked."""
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            out[unescape_name(name)] = obj[...]
+
+    group.visititems(visit)
+    return out
 
 
 def write_extra(
@@ -268,7 +348,7 @@ def read_extra(path: str | Path) -> dict[str, tuple[np.ndarray, dict[str, Any]]]
 
 def _read_ours(f: Any, path: str) -> SurfaceData:
     attrs = {k: _from_attr(v) for k, v in f.attrs.items()}
-    version = int(attrs.get("schema_version", 0))
+    version = _schema_version(attrs.get("schema_version", 0), path)
     if version > SCHEMA_VERSION:
         raise LandscapeError(
             f"{path}: schema version {version} is newer than this landscape ({SCHEMA_VERSION}); "
@@ -294,6 +374,8 @@ def _read_ours(f: Any, path: str) -> SurfaceData:
                 f"dataset {name!r} has shape {arr.shape}, expected {shape} = ({', '.join(axes)})",
                 _RECOMPUTE,
             )
+    # Files written before losses were stored as +inf on divergence hold NaN there.
+    metrics = {n: diverged_as_inf(n, a, done) for n, a in metrics.items()}
     return SurfaceData(
         x=x, y=y, metrics=metrics, done=done, attrs=attrs, path=path, repeats=repeats
     )
@@ -320,14 +402,37 @@ def _read_original(f: Any, path: str) -> SurfaceData:
                 )
             # The original code allocates (nx, ny) but fills it by the flat index of a
             # (ny, nx) meshgrid, so reading the flat buffer as (ny, nx) is right for any shape.
-            arr = arr.reshape(shape)
-            # It initialises unfinished points to -1.
-            metrics[name] = np.where(arr == -1, np.nan, arr)
+            metrics[name] = arr.reshape(shape)
     if not metrics:
         raise LandscapeError(f"{path}: has coordinates but none of {', '.join(ORIGINAL_METRICS)}")
-    done = np.all([~np.isnan(a) for a in metrics.values()], axis=0)
-    attrs = {"source": "original", "dir_kind": "random", "norm": "filter"}
-    return SurfaceData(x=x, y=y, metrics=metrics, done=done, attrs=attrs, path=path)
+    # It initialises unfinished points to -1; a loss that diverged it stores as NaN.
+    done = np.all([a != -1 for a in metrics.values()], axis=0)
+    metrics = {n: diverged_as_inf(n, np.where(done, a, np.nan), done) for n, a in metrics.items()}
+    return SurfaceData(x=x, y=y, metrics=metrics, done=done, attrs=_original_attrs(f), path=path)
+
+
+def _original_attrs(f: Any) -> dict[str, Any]:
+    """What an original file tells of its directions: its `dir_file` and what that name encodes
+    (dir_type, xnorm=, xignore=); the rest is unknown, not guessed."""
+    attrs: dict[str, Any] = {"source": "original", "dir_kind": "unknown", "norm": "unknown"}
+    dir_file = f.attrs.get("dir_file")
+    if dir_file is None and "dir_file" in f and getattr(f["dir_file"], "shape", None) == ():
+        dir_file = f["dir_file"][()]
+    if isinstance(dir_file, bytes):
+        dir_file = dir_file.decode(errors="replace")
+    if not isinstance(dir_file, str) or not dir_file:
+        return attrs
+    attrs["dir_file"] = dir_file
+    name = Path(dir_file).name
+    for key, pattern in (
+        ("norm", r"xnorm=([A-Za-z0-9]+)"),
+        ("ignore", r"xignore=([A-Za-z0-9]+)"),
+        ("dir_type", r"dir_type=([A-Za-z0-9]+)|_(weights|states)(?=[_.]|$)"),
+    ):
+        m = re.search(pattern, name)
+        if m:
+            attrs[key] = next(g for g in m.groups() if g)
+    return attrs
 
 
 _RECOMPUTE = "rerun with --overwrite to compute it afresh"
@@ -379,6 +484,26 @@ def _repeats(value: Any, path: str) -> int:
     )
 
 
+def _schema_version(value: Any, path: str) -> int:
+    """The 'schema_version' attribute, a whole number; anything else is not ours to read."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and np.isfinite(value)
+        and value >= 0
+        and value == int(value)
+    ):
+        return int(value)
+    raise _damaged(
+        path,
+        f"attribute 'schema_version' is {value!r}, expected a whole number (or the file is from "
+        f"a newer landscape than this one, schema version {SCHEMA_VERSION}: upgrade to read it)",
+        _RECOMPUTE,
+    )
+
+
 @contextmanager
 def _open(path: str | Path) -> Iterator[Any]:
     import h5py
@@ -404,7 +529,10 @@ def _open(path: str | Path) -> Iterator[Any]:
 
 def _to_numpy(t: Any) -> np.ndarray:
     if hasattr(t, "detach"):
-        return t.detach().cpu().numpy()
+        t = t.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # numpy has no bfloat16; float32 holds it exactly
+            t = t.float()
+        return t.numpy()
     return np.asarray(t)
 
 

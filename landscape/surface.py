@@ -54,6 +54,7 @@ FINGERPRINT_KEYS = (
     "fingerprint_model",
     "fingerprint_data",
     "checkpoint_sha256",
+    "state_sha256",
     "directions_sha256",
 )
 
@@ -193,8 +194,44 @@ def run_job(
                 writer = _MemoryWriter(target)
             else:
                 writer = storage.SurfaceWriter(target)
-        _evaluate(job, pending, writer, progress, dist_info)
+        started = _now()
+        try:
+            _evaluate(job, pending, writer, progress, dist_info)
+        finally:
+            # Also after Ctrl-C: the points this run did finish are in the file.
+            if dist_info.rank == 0 and done is not None:
+                _record_run(job, target, started, int(np.sum(done)))
     return target
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _record_run(
+    job: SurfaceJob, target: storage.SurfaceData | Path, started: str, done_before: int
+) -> None:
+    """Append this run to the target's 'history': when, how many points, on what, with which
+    versions (the creation attributes describe only the run that made the file)."""
+    from . import __version__
+
+    tensor = next(iter(job.targets.values()), None)
+    entry = {
+        "started": started,
+        "finished": _now(),
+        "points": 0,
+        "device": str(tensor.device) if tensor is not None else "unknown",
+        "precision": job.precision,
+        "torch_version": str(torch.__version__),
+        "landscape_version": __version__,
+    }
+    if isinstance(target, storage.SurfaceData):
+        entry["points"] = int(np.sum(target.done)) - done_before
+        target.attrs["history"] = storage.with_history(target.attrs.get("history"), entry)
+        return
+    entry["points"] = int(np.sum(storage.read_surface(target).done)) - done_before
+    with storage.SurfaceWriter(target) as writer:
+        writer.add_history(entry)
 
 
 def _empty_surface(job: SurfaceJob) -> storage.SurfaceData:
@@ -237,7 +274,7 @@ class _MemoryWriter:
 
     def write(self, values: Mapping[str, np.ndarray], index: tuple[np.ndarray, ...]) -> None:
         for name, vals in values.items():
-            self.surf.metrics[name][index] = vals
+            self.surf.metrics[name][index] = storage.stored_values(name, vals)
         self.surf.done[index] = True
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
@@ -436,6 +473,9 @@ def _gather(item: Any, dist_info: Distributed) -> list[Any]:
 def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
     """Refuse to resume into a file made with another config, checkpoint or seed."""
     have = storage.read_attrs(path)
+    if "state_sha256" not in have and have.get("checkpoint") == "":
+        # The API's files before state_sha256 held its state digest as checkpoint_sha256.
+        have["state_sha256"] = have.pop("checkpoint_sha256", None)
     changed = []
     for key in FINGERPRINT_KEYS:
         mine, theirs = have.get(key), expected.get(key)
@@ -445,11 +485,12 @@ def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
             mine, theirs = (yaml.safe_load(v) if isinstance(v, str) else v for v in (mine, theirs))
         if mine != theirs:
             names = {
-                "checkpoint_sha256": "checkpoint",
-                "directions_sha256": "direction checkpoints",
+                "checkpoint_sha256": "another checkpoint file",
+                "state_sha256": "other model weights",
+                "directions_sha256": "another direction checkpoints file",
             }
             if key in names:
-                changed.append(f"another {names[key]} file")
+                changed.append(names[key])
             else:
                 changed.append(differences(mine, theirs, key.replace("fingerprint_", "")))
     if changed:
@@ -651,7 +692,7 @@ def provenance_attrs() -> dict[str, str]:
     from . import __version__
 
     return {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": _now(),
         "landscape_version": __version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,

@@ -151,6 +151,60 @@ def test_a_file_written_by_the_api_resumes_and_saves_to_the_same_schema(tmp_path
     np.testing.assert_array_equal(resume.metrics["train_loss"], first.metrics["train_loss"])
 
 
+def test_a_diverged_loss_is_inf_in_memory_and_in_the_file(tmp_path: Path) -> None:
+    # Far out the logits overflow and cross-entropy is NaN: stored as +inf ("diverged"), since
+    # NaN in a loss means "not computed".
+    model, (x, y) = _mlp(), _data()
+    grid = {"x": (-1e30, 1e30, 5), "y": None}
+    for path in (None, tmp_path / "far.h5"):
+        surf = landscape.loss_surface(model, (x, y), **grid, path=path)  # type: ignore[arg-type]
+        loss = surf.metrics["train_loss"]
+        assert surf.complete and np.isfinite(loss[2])
+        assert np.isposinf(loss[[0, 1, 3, 4]]).all(), loss
+        assert np.isfinite(surf.metrics["train_acc"]).all()
+
+
+def test_saving_one_draw_of_several_keeps_that_draws_directions(tmp_path: Path) -> None:
+    x = np.linspace(-1, 1, 5)
+    path = tmp_path / "two.h5"
+    dirs = [[{"w": np.full(3, 10.0 * k + i)} for i in range(2)] for k in range(2)]
+    storage.create_surface_file(path, x, x[:3], ["train_loss"], dirs, {"title": "two"})
+    with storage.SurfaceWriter(path) as w:
+        index = np.nonzero(np.ones((2, 3, 5), dtype=bool))
+        w.write({"train_loss": np.arange(30.0)}, index)
+    one = landscape.Surface(landscape.Surface.load(path).data.repeat(1))
+    saved = landscape.Surface.load(one.save(tmp_path / "draw1.h5"))
+    assert saved.data.repeats == 1 and saved.attrs["draw"] == 1
+    np.testing.assert_array_equal(saved.metrics["train_loss"], np.arange(15.0, 30.0).reshape(3, 5))
+    assert [d["w"][0] for d in saved.directions()] == [10.0, 11.0]
+
+
+def test_a_bfloat16_models_surface_saves(tmp_path: Path) -> None:
+    model, (x, y) = _mlp().to(torch.bfloat16), _data()
+    surf = landscape.loss_surface(model, (x.to(torch.bfloat16), y), x=(-1, 1, 3), y=None)
+    saved = landscape.Surface.load(surf.save(tmp_path / "bf16.h5"))
+    assert saved.complete and saved.directions()[0]["0.weight"].dtype == np.float32
+
+
+def test_the_state_digest_is_not_called_a_checkpoint_digest(tmp_path: Path) -> None:
+    # The CLI's checkpoint_sha256 is a file's sha256; the API digests state_dict tensors.
+    model, (x, y) = _mlp(), _data()
+    path = tmp_path / "s.h5"
+    landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, path=path)
+    attrs = storage.read_attrs(path)
+    assert "checkpoint_sha256" not in attrs and len(attrs["state_sha256"]) == 64
+    with h5py.File(path, "r+") as f:  # as the API wrote it before
+        f.attrs["checkpoint_sha256"] = f.attrs["state_sha256"]
+        del f.attrs["state_sha256"]
+        done = f["done"][...]
+        done[1] = False
+        f["done"][...] = done
+    resumed = landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, path=path)
+    assert resumed.complete
+    with pytest.raises(LandscapeError, match="other model weights"):
+        landscape.loss_surface(_mlp(1), (x, y), x=(-1, 1, 3), y=None, path=path)
+
+
 # ----------------------------------------------------------------------------- data and losses
 
 

@@ -318,8 +318,21 @@ def test_plot_command(two_surfaces: tuple[Path, Path], tmp_path: Path) -> None:
     a, _ = two_surfaces
     args = ["--kinds", "heatmap", "--kinds", "contour", "--format", "svg", "--log", "--vmax", "3"]
     paths = _written(_invoke("plot", a, *args, "--out", tmp_path / "figs", "--levels", "8"))
-    assert [p.name for p in paths] == ["a_train_loss_heatmap.svg", "a_train_loss_contour.svg"]
+    # On a log scale the names say so: a log figure never replaces the linear one.
+    assert [p.name for p in paths] == [
+        "a_train_loss_heatmap_log.svg",
+        "a_train_loss_contour_log.svg",
+    ]
     assert {p.parent for p in paths} == {tmp_path / "figs"}
+    (linear,) = _written(_invoke("plot", a, "--kinds", "heatmap", "--out", tmp_path / "figs"))
+    assert linear.name == "a_train_loss_heatmap.png"
+    # plot --out is a folder: a figure file name is refused, pointing to --format.
+    result = _invoke("plot", a, "--out", tmp_path / "fig.pdf")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--format pdf" in result.stderr and not (tmp_path / "fig.pdf").exists()
+    plot_help = _invoke("plot", "--help").output
+    assert "--out file's suffix" not in plot_help and "Figure format [png]" in plot_help
+    assert "--out file's suffix" in _invoke("compare", "--help").output
     (acc,) = _written(_invoke("plot", a, "--kinds", "contourf", "--metric", "train_acc"))
     assert acc == a.with_name("a_train_acc_contourf.png")
 

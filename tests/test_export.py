@@ -7,6 +7,7 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from conftest import write_surface_file
@@ -37,7 +38,13 @@ def broken2d(tmp_path: Path) -> Path:
     x, y, z = grid()
     z = z.copy()
     z[0, 0], z[2, 4], z[4, 6] = np.nan, np.inf, -np.inf
-    return write_surface_file(tmp_path / "broken.h5", x, y, {"train_loss": z})
+    path = write_surface_file(tmp_path / "broken.h5", x, y, {"train_loss": z})
+    with h5py.File(path, "r+") as f:  # (0, 0) not computed yet; the infinite losses diverged
+        done = f["done"][...]
+        done[0, 0] = False
+        f["done"][...] = done
+        f["train_loss"][0, 0] = np.nan
+    return path
 
 
 def numbers(el: ET.Element) -> np.ndarray:
@@ -57,6 +64,7 @@ def parse_vtp(path: Path) -> dict[str, np.ndarray | int]:
         "connectivity": arrays["connectivity"].astype(int),
         "offsets": arrays["offsets"].astype(int),
         "scalars": next(v for k, v in arrays.items() if k.startswith("train_loss")),
+        "arrays": arrays,
     }
 
 
@@ -96,6 +104,62 @@ def test_vtp_clips_non_finite_and_zmax(broken2d: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(v["points"][:, 2], expect.ravel(), rtol=1e-8)
 
 
+def test_vtp_keeps_the_stored_values_and_marks_filled_points(
+    broken2d: Path, tmp_path: Path
+) -> None:
+    # The mesh needs a height everywhere, but the array named like the metric must not hold
+    # made-up values: it keeps what the file holds (NaN not computed, inf diverged).
+    stored = read_surface(broken2d).metrics["train_loss"].ravel()
+    notes: list[str] = []
+    out = export_surface(broken2d, "vtp", tmp_path / "a.vtp", zmax=1.0, note=notes.append)
+    arrays = parse_vtp(out)["arrays"]
+    assert isinstance(arrays, dict)
+    np.testing.assert_array_equal(arrays["train_loss"], stored)  # exact: %.17g, NaN/inf kept
+    bad = ~np.isfinite(stored)
+    assert bad.sum() == 3 and np.isnan(stored[0]) and np.isposinf(stored[bad][1:]).all()
+    np.testing.assert_array_equal(arrays["valid"], (~bad).astype(float))
+    np.testing.assert_array_equal(arrays["height"], np.minimum(np.where(bad, 1.0, stored), 1.0))
+    assert len(notes) == 1 and "3 point(s) of train_loss" in notes[0]
+
+    notes.clear()
+    export_surface(broken2d, "vtp", tmp_path / "f.vtp", interpolate=2, note=notes.append)
+    fine = parse_vtp(tmp_path / "f.vtp")["arrays"]
+    assert isinstance(fine, dict)
+    raw = fine["train_loss"].reshape(2 * NY - 1, 2 * NX - 1)
+    np.testing.assert_array_equal(raw[::2, ::2].ravel(), stored)
+    assert np.isnan(raw[0, 1]) and fine["valid"].reshape(raw.shape)[0, 1] == 0  # next to (0, 0)
+    assert np.isfinite(raw[-1, 1]) and notes
+
+
+def test_vtp_values_are_lossless_and_a_full_surface_needs_no_note(
+    tmp_path: Path, surf2d: Path
+) -> None:
+    x, y, z = grid()
+    z = z + 1e-13 * np.arange(z.size).reshape(z.shape)  # differs from z beyond 9 digits
+    path = write_surface_file(tmp_path / "fine.h5", x, y, {"train_loss": z})
+    notes: list[str] = []
+    v = parse_vtp(export_surface(path, "vtp", note=notes.append))
+    np.testing.assert_array_equal(v["points"][:, 2], z.ravel())
+    assert not notes
+
+
+@pytest.mark.parametrize("flip", ["x", "y", "xy"])
+def test_vtp_normals_point_up_on_descending_grids(tmp_path: Path, flip: str) -> None:
+    x, y, z = grid()
+    if "x" in flip:
+        x, z = x[::-1], z[:, ::-1]
+    if "y" in flip:
+        y, z = y[::-1], z[::-1]
+    path = write_surface_file(tmp_path / "d.h5", x, y, {"train_loss": z})
+    v = parse_vtp(export_surface(path, "vtp"))
+    pts = v["points"]
+    assert isinstance(pts, np.ndarray)
+    quads = np.asarray(v["connectivity"]).reshape(-1, 4)
+    a, b, c = pts[quads[:, 0]], pts[quads[:, 1]], pts[quads[:, 2]]
+    normal_z = np.cross(b - a, c - b)[:, 2]
+    assert (normal_z > 0).all()
+
+
 def test_vtp_interpolation_keeps_the_grid_points(surf2d: Path, tmp_path: Path) -> None:
     v = parse_vtp(export_surface(surf2d, "vtp", tmp_path / "fine.vtp", interpolate=3))
     nx, ny = 3 * (NX - 1) + 1, 3 * (NY - 1) + 1
@@ -123,7 +187,7 @@ def test_csv_rows_follow_the_grid(broken2d: Path, surf2d: Path) -> None:
     with open(out, newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[1][2] == "nan" and rows[1 + 2 * NX + 4][2] == "inf"
-    assert rows[1 + 4 * NX + 6][2] == "-inf"
+    assert rows[1 + 4 * NX + 6][2] == "inf"  # a computed loss of -inf is stored as diverged
 
 
 def test_csv_1d_with_repeats(tmp_path: Path) -> None:

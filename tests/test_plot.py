@@ -349,6 +349,9 @@ def test_plot_file_on_our_file(tmp_path: Path) -> None:
     assert written == [tmp_path / "figs" / "surf_train_acc_heatmap.svg"] and written[0].exists()
     with pytest.raises(LandscapeError, match="does not fit a 2D surface"):
         plot.plot_file(src, ["line"])
+    (log,) = plot.plot_file(src, ["heatmap"], "train_acc", out_dir=tmp_path / "figs", log=True)
+    assert log.name == "surf_train_acc_heatmap_log.png"  # beside the linear one, not over it
+    assert written[0].exists()
 
 
 def test_plot_file_draws_every_repeat_of_a_2d_file(tmp_path: Path) -> None:

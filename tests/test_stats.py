@@ -163,7 +163,8 @@ def test_hessian_ratio_and_nonfinite_values(tmp_path: Path) -> None:
     ratio[:, :7] = 0.5  # 7 of 21 columns clearly non-convex
     write_extra(path, "hessian_ratio", ratio)
     s = file_stats(path, options=FAST)
-    assert s["values"] == {"points": 231, "done": 231, "nonfinite": 3, "nan": 1, "inf": 2}
+    # A NaN loss at a computed point is read as diverged (+inf): NaN means "not computed".
+    assert s["values"] == {"points": 231, "done": 231, "nonfinite": 3, "nan": 0, "inf": 3}
     assert s["stats"]["nonfinite_count"].mean == 3
     assert s["stats"]["hessian_nonconvex_fraction"].mean == pytest.approx(7 / 21)
     assert s["stats"]["hessian_points"].mean == 231
@@ -252,3 +253,15 @@ def test_a_line_without_points_at_a_and_b_says_so(tmp_path: Path) -> None:
     )  # fmt: skip
     notes = file_stats(path, options=FAST)["notes"]
     assert any("no point at x = 0 or 1" in n and "0.04545 and 0.9545" in n for n in notes), notes
+
+
+def test_an_original_codes_file_claims_no_direction_kind(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "orig.h5"
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"] = X
+        f["train_loss"] = X**2
+    text = format_stats(file_stats(path, options=FAST))
+    assert "directions of unknown kind" in text
+    assert "norm" not in text.splitlines()[1] and "random" not in text

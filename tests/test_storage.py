@@ -86,6 +86,35 @@ def test_original_1d_file(tmp_path: Path) -> None:
     assert s.done.tolist() == [True, True, True, False, True, True, True]
 
 
+def test_original_nan_loss_is_diverged_and_provenance_is_not_invented(tmp_path: Path) -> None:
+    path = tmp_path / "orig_interp.h5"
+    x = np.linspace(-0.5, 1.5, 5)
+    loss = (x - 0.5) ** 2
+    loss[-1], loss[1] = np.nan, -1  # the original: NaN diverged, -1 not computed yet
+    with h5py.File(path, "w") as f:
+        f["dir_file"] = "cifar10/resnet56.t7_weights_xignore=biasbn_xnorm=filter.h5"
+        f["xcoordinates"] = x
+        f["train_loss"] = loss
+    s = storage.read_surface(path)
+    assert np.isposinf(s.metrics["train_loss"][-1]) and np.isnan(s.metrics["train_loss"][1])
+    assert s.done.tolist() == [True, False, True, True, True]
+    assert s.attrs["dir_kind"] == "unknown"
+    assert s.attrs["dir_file"].endswith("xnorm=filter.h5")
+    assert (s.attrs["norm"], s.attrs["ignore"], s.attrs["dir_type"]) == (
+        "filter",
+        "biasbn",
+        "weights",
+    )
+
+
+def test_original_file_without_dir_file_claims_no_normalization(tmp_path: Path) -> None:
+    path = tmp_path / "orig.h5"
+    _original_2d(path)
+    s = storage.read_surface(path)
+    assert s.attrs["dir_kind"] == "unknown" and s.attrs["norm"] == "unknown"
+    assert s.axis_label(0) == "direction 1" and s.axis_label(1) == "direction 2"
+
+
 def test_original_file_without_metrics_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "coords_only.h5"
     with h5py.File(path, "w") as f:
@@ -189,14 +218,39 @@ def test_writer_puts_values_at_iy_ix_and_marks_them_done(tmp_path: Path) -> None
     assert s.attrs["finished"] is True
 
 
-def test_non_finite_values_are_stored_as_such(tmp_path: Path) -> None:
+def test_a_non_finite_loss_is_stored_as_diverged(tmp_path: Path) -> None:
+    # NaN means "not computed": a computed loss that came out NaN (overflowing logits) or -inf
+    # is +inf, "diverged"; other metrics keep what was measured, and `done` says computed.
     path = tmp_path / "surface.h5"
     _ours(path)
+    index = (np.array([0, 0, 0]), np.array([0, 1, 2]))
     with storage.SurfaceWriter(path) as w:
-        w.write({"train_loss": np.array([np.inf, np.nan])}, (np.array([0, 0]), np.array([0, 1])))
+        w.write(
+            {
+                "train_loss": np.array([np.inf, np.nan, -np.inf]),
+                "train_acc": np.array([10.0, np.nan, 30.0]),
+            },
+            index,
+        )
     s = storage.read_surface(path)
-    assert np.isposinf(s.metrics["train_loss"][0, 0]) and np.isnan(s.metrics["train_loss"][0, 1])
-    assert s.done[0, 0] and s.done[0, 1]
+    assert np.isposinf(s.metrics["train_loss"][0, :3]).all()
+    np.testing.assert_array_equal(s.metrics["train_acc"][0, :3], [10.0, np.nan, 30.0])
+    assert s.done[0, :3].all() and not s.done[0, 3:].any()
+    assert np.isnan(s.metrics["train_loss"][0, 3:]).all()
+
+
+def test_an_older_files_nan_loss_at_a_done_point_reads_as_diverged(tmp_path: Path) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    with h5py.File(path, "r+") as f:  # as earlier versions wrote a diverged point
+        f["train_loss"][0, 0] = np.nan
+        f["train_acc"][0, 0] = np.nan
+        done = f["done"][...]
+        done[0, 0] = True
+        f["done"][...] = done
+    s = storage.read_surface(path)
+    assert np.isposinf(s.metrics["train_loss"][0, 0]) and np.isnan(s.metrics["train_acc"][0, 0])
+    assert np.isnan(s.metrics["train_loss"][1, 1])  # not done: still "not computed"
 
 
 def test_extra_arrays(tmp_path: Path) -> None:
@@ -404,3 +458,64 @@ def test_plot_of_a_damaged_file_is_a_clean_cli_error(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"Error: {path}: damaged surface file: ")
     assert "'train_loss'" in lines[0] and "(2, 5)" in lines[0]
+
+
+def test_callers_attributes_never_override_the_structure(tmp_path: Path) -> None:
+    # e.g. attributes copied from a file of two draws onto one draw of it
+    path = tmp_path / "one.h5"
+    attrs = {"repeats": 2, "schema_version": 7, "metrics": ["gone"], "schema": "x", "title": "t"}
+    storage.create_surface_file(path, X, Y, ["train_loss"], [[{"w": np.ones(3)}] * 2], attrs)
+    s = storage.read_surface(path)
+    assert s.repeats == 1 and s.attrs["schema_version"] == storage.SCHEMA_VERSION
+    assert list(s.metrics) == ["train_loss"] and s.title == "t"
+
+
+@pytest.mark.parametrize("version", ["1.1", "two", 1.5, -1])
+def test_a_malformed_schema_version_is_one_damaged_file_error(tmp_path: Path, version: Any) -> None:
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = version
+    with pytest.raises(LandscapeError, match=r"surface.h5: damaged .*'schema_version' is"):
+        storage.read_surface(path)
+
+
+def test_bfloat16_directions_are_stored_as_float32(tmp_path: Path) -> None:
+    path = tmp_path / "bf16.h5"
+    d = torch.randn(4, 3).to(torch.bfloat16)
+    storage.create_surface_file(path, X, None, ["train_loss"], [[{"w": d}]], {})
+    got = storage.read_directions(path)[0]["w"]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, d.float().numpy())
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.h5"
+    with pytest.raises(TypeError):
+        storage.create_surface_file(path, X, None, ["train_loss"], [], {"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parameter_names_with_a_slash_round_trip(tmp_path: Path) -> None:
+    # nn.ModuleDict({"enc/0": ...}) is legal: its names must not become nested HDF5 groups.
+    path = tmp_path / "slash.h5"
+    names = ["enc/0.weight", "enc/0.bias", "odd%2Fname", "plain.weight"]
+    dirs = [{n: np.full(2, float(i)) for i, n in enumerate(names)}]
+    storage.create_surface_file(path, X, None, ["train_loss"], [dirs], {})
+    got = storage.read_directions(path)[0]
+    assert sorted(got) == sorted(names)
+    for i, n in enumerate(names):
+        np.testing.assert_array_equal(got[n], np.full(2, float(i)))
+    with h5py.File(path) as f:
+        assert isinstance(f["directions/r0/d0/enc%2F0.weight"], h5py.Dataset)
+
+
+def test_older_files_directions_still_read(tmp_path: Path) -> None:
+    # Written before names were escaped: plain names, and a '/' name as nested groups.
+    path = tmp_path / "old.h5"
+    _ours(path, y=None)
+    with h5py.File(path, "r+") as f:
+        f["directions/r0/d0/enc/0.weight"] = np.arange(3.0)
+    got = storage.read_directions(path)[0]
+    assert sorted(got) == ["enc/0.weight", "layer1.0.conv1.weight", "linear.bias"]
+    np.testing.assert_array_equal(got["enc/0.weight"], np.arange(3.0))

@@ -177,6 +177,27 @@ def test_resume_computes_only_the_missing_points(make_config: Callable[..., Any]
     assert s.metrics["train_loss"][1, 1] == 123.0
 
 
+def test_each_run_that_computes_points_adds_to_the_history(
+    make_config: Callable[..., Any],
+) -> None:
+    import json
+
+    cfg = make_config(surface=GRID)
+    path = compute_surface(cfg)
+    (first,) = json.loads(storage.read_attrs(path)["history"])
+    assert first["points"] == 15 and first["device"] == "cpu"
+    assert first["precision"] == "float32" and first["landscape_version"]
+    assert first["started"] <= first["finished"] and first["torch_version"] == torch.__version__
+    with h5py.File(path, "r+") as f:
+        done = f["done"][...]
+        done[0, 1] = False
+        f["done"][...] = done
+    compute_surface(cfg)
+    compute_surface(cfg)  # nothing left to compute: no record
+    runs = json.loads(storage.read_attrs(path)["history"])
+    assert [r["points"] for r in runs] == [15, 1]
+
+
 def test_an_interrupted_run_keeps_the_points_it_finished(make_config: Callable[..., Any]) -> None:
     class Interrupt:
         """A progress bar whose fourth update is a Ctrl-C."""

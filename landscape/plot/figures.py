@@ -405,7 +405,8 @@ def plot_file(
 ) -> list[Path]:
     """Draw the requested kinds of the surface in `path`; returns the written files.
 
-    Files are named `<stem>_<metric>_<kind>.<fmt>` (stem: the file's own, unless given); a 2D
+    Files are named `<stem>_<metric>_<kind>.<fmt>` (stem: the file's own, unless given), with
+    `_log` after the kind on a log scale, so that it does not replace the linear figure; a 2D
     file with several direction draws gets one figure per draw, `..._r<k>.<fmt>`; a 1D "line"
     of all metrics uses "all" as the metric.
     """
@@ -436,7 +437,7 @@ def plot_file(
                 log=log,
                 repeat=r,
             )
-            suffix = f"_r{r}" if len(draws) > 1 else ""
+            suffix = ("_log" if log else "") + (f"_r{r}" if len(draws) > 1 else "")
             written.append(save_figure(fig, out / f"{stem}_{tag}_{kind}{suffix}.{fmt}", dpi=dpi))
     return written
 
