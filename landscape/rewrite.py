@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 # ----------------------------------------------------------------------------- BN folding
 
@@ -57,6 +58,7 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
     modules = dict(gm.named_modules())
     # A module called from two places (shared weights) cannot take one BN's scale.
     calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    private = _private_tensors(gm)
     pairs = []
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
@@ -69,7 +71,13 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
         conv, bn = modules[src.target], modules[node.target]
         if not (isinstance(conv, nn.modules.conv._ConvNd) and not conv.transposed):
             continue
+        if not isinstance(conv._parameters.get("weight"), Tensor):  # e.g. legacy weight_norm
+            continue
         if not _foldable_bn(bn, conv.out_channels):
+            continue
+        if not _owns_tensors(conv, str(src.target), private) or not _owns_tensors(
+            bn, str(node.target), private
+        ):
             continue
         if conv.bias is None:
             w = conv.weight
@@ -82,6 +90,25 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
     gm.delete_all_unused_submodules()
     gm.requires_grad_(False)
     return gm, pairs
+
+
+def _private_tensors(gm: torch.fx.GraphModule) -> set[str]:
+    """Names of the parameters and buffers that are reachable under that one name and that the
+    graph never reads directly (get_attr), so that only their own module's call uses them."""
+    named = list(gm.named_parameters(remove_duplicate=False))
+    named += list(gm.named_buffers(remove_duplicate=False))
+    count = Counter(id(t) for _, t in named)
+    read = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+    return {name for name, t in named if count[id(t)] == 1 and name not in read}
+
+
+def _owns_tensors(module: nn.Module, name: str, private: set[str]) -> bool:
+    """Whether folding may rewrite the module's tensors: plain ones (not parametrized), used
+    only by its own call. Rewriting a tied or directly read weight would change other uses."""
+    if parametrize.is_parametrized(module):
+        return False
+    own = [k for k, t in (*module._parameters.items(), *module._buffers.items()) if t is not None]
+    return all(f"{name}.{k}" in private for k in own)
 
 
 def fold_tensors(state: Mapping[str, Tensor], pair: FoldPair, eps: float) -> tuple[Tensor, Tensor]:

@@ -388,3 +388,78 @@ def test_a_plain_state_dict_loads_through_the_config(user_models: str, tmp_path:
         compute_surface(bad)
     msg = str(exc.value)
     assert "does not match the model" in msg and "shape mismatch" in msg and "\n" not in msg
+
+
+# ------------------------------------------------------------------- beyond the bundled nets
+
+
+def _own_loss(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    with torch.no_grad():
+        return float(F.cross_entropy(model(x), y))
+
+
+class TiedConvs(nn.Module):
+    """Two convs sharing one weight; only one feeds a BatchNorm (a shared stem)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.b = nn.Conv2d(3, 4, 3, padding=1)
+        self.b.weight = self.a.weight  # tied
+        self.head = nn.Linear(8, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = F.relu(self.bn(self.a(x))).mean(dim=(2, 3))  # (B, 4)
+        v = F.relu(self.b(x)).mean(dim=(2, 3))  # (B, 4)
+        return self.head(torch.cat([u, v], dim=1))  # (B, classes)
+
+
+class ReadsConvWeight(nn.Module):
+    """A conv -> BN whose weight the forward also reads directly (a weight-dependent scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.bn(self.conv(x))).mean(dim=(2, 3))  # (B, 4)
+        return self.head(h) * self.conv.weight.abs().mean() * 10
+
+
+def _far_bn(model: nn.Module) -> nn.Module:
+    """BN statistics far from the identity, so that folding really changes the conv weights."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.1, 0.5)
+                m.weight.uniform_(2, 3)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        TiedConvs,
+        ReadsConvWeight,
+        lambda: nn.Sequential(
+            torch.nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 4, 3, padding=1)),
+            nn.BatchNorm2d(4),
+            nn.Flatten(),
+            nn.LazyLinear(CLASSES),
+        ),
+    ],
+    ids=["tied", "read-elsewhere", "weight-norm"],
+)
+def test_bn_folding_leaves_convs_whose_weight_is_used_elsewhere(
+    build: Callable[[], nn.Module],
+) -> None:
+    """Folding writes the conv weight: a tied, directly read or parametrized one stays as is."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 5, 5), torch.randint(0, CLASSES, (16,))
+    model = build()
+    model(x)  # materializes a lazy layer
+    model = _far_bn(model)
+    surf = landscape.loss_surface(model, (x, y), x=(0, 0, 1), y=None, device="cpu")
+    assert surf.metrics["train_loss"][0] == pytest.approx(_own_loss(model, x, y), rel=1e-6)
