@@ -9,6 +9,7 @@ batch by batch from a Dataset (`StreamSet`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -118,6 +119,15 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
 # ----------------------------------------------------------------------------- evaluation data
 
 
+def as_eval_tensors(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Inputs and targets as evaluation takes them: floating inputs in float32 (integer ones,
+    such as token ids, as they are), integer labels in int64 (what the losses index with)."""
+    if x.is_floating_point():
+        x = x.to(torch.float32)
+    integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+    return x, y.to(torch.int64) if integer else y
+
+
 @dataclass
 class EvalSet:
     """Evaluation tensors on the device, prepared once (no augmentation, no per-point loader)."""
@@ -171,14 +181,24 @@ class StreamSet:
     def batches(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """The loader's batches on the device, cut to at most batch_size examples when given."""
         for xb, yb in self.loader:
-            x = torch.as_tensor(xb).to(self.device, torch.float32, non_blocking=True)
-            y = torch.as_tensor(yb).to(self.device, torch.int64, non_blocking=True)
+            x, y = as_eval_tensors(torch.as_tensor(xb), torch.as_tensor(yb))
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
             step = batch_size or len(y)
             for start in range(0, len(y), step):
                 yield x[start : start + step], y[start : start + step]
 
 
 EvalData = EvalSet | StreamSet
+
+
+def first_inputs(data: EvalData, n: int = 2) -> Tensor:
+    """The first n inputs (fewer when the set is smaller), on the data's device."""
+    if isinstance(data, EvalSet):
+        return data.x[:n]
+    count = min(n, len(data))
+    x = torch.stack([torch.as_tensor(data.dataset[i][0]) for i in range(count)])
+    return as_eval_tensors(x, torch.zeros(0, dtype=torch.int64))[0].to(data.device)
 
 
 def memory_budget(device: torch.device) -> int:
@@ -382,6 +402,28 @@ def auto_channels_last(model: nn.Module, device: torch.device, precision: str) -
     return not (device.type == "cuda" and precision == "float32")
 
 
+def channels_last_works(model: nn.Module, x: Tensor, precision: str = "float32") -> bool:
+    """Whether the model runs on these inputs in channels-last (NHWC) layout, its weights too
+    (tried on a copy); False only when it runs on them contiguous and fails in NHWC (e.g. a
+    `.view` after a convolution)."""
+    if x.dim() != 4:
+        return True
+    # NHWC weights too: with one input channel the input's layout is ambiguous and the weights'
+    # decides the convolution's output layout, as in the folded runner and in training.
+    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    with torch.no_grad(), autocast_context(x.device, precision):
+        try:
+            nhwc(x.contiguous(memory_format=torch.channels_last))
+            return True
+        except Exception:  # any failure here is a reason to try the other layout
+            pass
+        try:
+            model(x.contiguous())
+        except Exception:  # not a matter of layout: evaluation reports it
+            return True
+    return False
+
+
 def _on(value: object, key: str) -> str:
     """A YAML boolean or 'auto'/'on'/'off' as one of the three words."""
     if isinstance(value, bool):
@@ -412,6 +454,7 @@ class PointEvaluator:
         bn_batch_size: int = 500,
         engine: EngineConfig | None = None,
         work: int | None = None,
+        sample: Tensor | None = None,
     ):
         self.model = model.eval()
         self.targets = dict(targets)
@@ -426,17 +469,22 @@ class PointEvaluator:
         device = next(iter(self._live.values())).device if self._live else torch.device("cpu")
         check_precision(device, precision)
         self.batch_size = resolve_batch_size(batch_size, device)
-        self._setup_engine(engine, device, work)
+        self._setup_engine(engine, device, work, sample)
 
     # ------------------------------------------------------------------ engine set-up
 
     def _setup_engine(
-        self, engine: EngineConfig | None, device: torch.device, work: int | None
+        self,
+        engine: EngineConfig | None,
+        device: torch.device,
+        work: int | None,
+        sample: Tensor | None,
     ) -> None:
         """Resolve 'auto' and build the runner (the network actually run at each point).
 
         work: the number of examples the run will evaluate (points x samples), which decides
         compile 'auto': compilation costs tens of seconds and pays only on long runs.
+        sample: a few inputs to try channels-last on before choosing it.
         """
         channels_last = fold = compile_ = fuse = "off"
         per_call = 1
@@ -450,6 +498,8 @@ class PointEvaluator:
             self.channels_last = auto_channels_last(self.model, device, self.precision)
         else:
             self.channels_last = channels_last == "on"
+        if self.channels_last and sample is not None:
+            self._check_channels_last(sample, explicit=channels_last == "on")
 
         self._pairs: list[FoldPair] = []
         self._runner: nn.Module = self.model
@@ -512,6 +562,17 @@ class PointEvaluator:
             folded_pairs=len(self._pairs),
             fused_convs=fused,
         )
+
+    def _check_channels_last(self, sample: Tensor, explicit: bool) -> None:
+        """Fall back to contiguous inputs (or refuse an explicit 'on') for a model that fails on
+        channels-last ones."""
+        if channels_last_works(self.model, sample, self.precision):
+            return
+        why = "the model fails on channels-last (NHWC) inputs, e.g. x.view after a convolution"
+        if explicit:
+            raise LandscapeError(f"engine.channels_last: on, but {why}; set it to off")
+        warnings.warn(f"{why}: evaluating contiguous (NCHW) inputs", stacklevel=4)
+        self.channels_last = False
 
     # ------------------------------------------------------------------ moving the weights
 

@@ -95,8 +95,8 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
 def _private_tensors(gm: torch.fx.GraphModule) -> set[str]:
     """Names of the parameters and buffers that are reachable under that one name and that the
     graph never reads directly (get_attr), so that only their own module's call uses them."""
-    named = list(gm.named_parameters(remove_duplicate=False))
-    named += list(gm.named_buffers(remove_duplicate=False))
+    named: list[tuple[str, Tensor]] = [*gm.named_parameters(remove_duplicate=False)]
+    named += gm.named_buffers(remove_duplicate=False)
     count = Counter(id(t) for _, t in named)
     read = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
     return {name for name, t in named if count[id(t)] == 1 and name not in read}

@@ -33,6 +33,7 @@ from .engine import (
     EvalData,
     PointEvaluator,
     autocast_context,
+    first_inputs,
     mean_loss,
     resolve_batch_size,
     resolve_device,
@@ -281,6 +282,7 @@ def _evaluate(
                 bn_data=bn_data,
                 engine=job.engine if job.fast else None,
                 work=len(indices) * sum(len(ds) for ds in data.values()),
+                sample=first_inputs(data[job.splits[0]]) if job.fast else None,
             )
             if job.fast:
                 measure = _engine_measure(ev, data)

@@ -271,6 +271,23 @@ def build_net(num_classes, in_channels, width=4):
     return SmallConv(in_channels, num_classes, width)
 
 
+class ViewNet(nn.Module):
+    # Flattens with .view after a convolution: fails on channels-last inputs.
+
+    def __init__(self, in_channels, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 2, 3)
+        self.fc = nn.Linear(2 * 6 * 6, num_classes)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))  # (B, 2, 6, 6)
+        return self.fc(h.view(h.size(0), -1))
+
+
+def build_viewnet(num_classes, in_channels):
+    return ViewNet(in_channels, num_classes)
+
+
 def build_mlp(width=8):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
 
@@ -463,3 +480,27 @@ def test_bn_folding_leaves_convs_whose_weight_is_used_elsewhere(
     model = _far_bn(model)
     surf = landscape.loss_surface(model, (x, y), x=(0, 0, 1), y=None, device="cpu")
     assert surf.metrics["train_loss"][0] == pytest.approx(_own_loss(model, x, y), rel=1e-6)
+
+
+def test_a_model_that_flattens_with_view_runs_on_contiguous_inputs(
+    user_models: str, tmp_path: Path
+) -> None:
+    """channels-last inputs break `.view` after a conv: 'auto' falls back (train too), 'on'
+    refuses in one line."""
+    from landscape.config import EngineConfig
+
+    cfg = _config(tmp_path, model={"name": f"{user_models}:build_viewnet"})
+    lines: list[str] = []
+    ckpt = train(cfg, progress=False, log=lines.append)
+    assert any("channels-last" in line for line in lines)
+    model = landscape.load_model(ckpt)
+    x, y = dataset_to_tensors(eval_dataset(cfg.data, "train"))
+    with pytest.warns(UserWarning, match="channels-last"):
+        surf = landscape.loss_surface(model, (x, y), x=(0, 0, 1), y=None, device="cpu")
+    assert surf.metrics["train_loss"][0] == pytest.approx(_own_loss(model, x, y), rel=1e-6)
+    with pytest.raises(LandscapeError, match="channels_last: on, but") as exc:
+        landscape.loss_surface(
+            model, (x, y), x=(0, 0, 1), y=None, engine=EngineConfig(channels_last="on")
+        )
+    assert "\n" not in str(exc.value)
+    assert storage.read_surface(compute_surface(cfg)).complete
