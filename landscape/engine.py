@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .data import subset_indices
+from .data import as_eval_tensors, subset_indices
 from .directions import Direction
 from .errors import LandscapeError
 from .rewrite import (
@@ -117,15 +117,6 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
 
 
 # ----------------------------------------------------------------------------- evaluation data
-
-
-def as_eval_tensors(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Inputs and targets as evaluation takes them: floating inputs in float32 (integer ones,
-    such as token ids, as they are), integer labels in int64 (what the losses index with)."""
-    if x.is_floating_point():
-        x = x.to(torch.float32)
-    integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
-    return x, y.to(torch.int64) if integer else y
 
 
 @dataclass

@@ -255,6 +255,7 @@ def test_models_without_batchnorm_support_states_directions() -> None:
 USER_MODELS = """
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 
 class SmallConv(nn.Module):
@@ -286,6 +287,29 @@ class ViewNet(nn.Module):
 
 def build_viewnet(num_classes, in_channels):
     return ViewNet(in_channels, num_classes)
+
+
+class Bag(nn.Module):
+    # Mean of token embeddings: integer inputs (B, T).
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.embed = nn.Embedding(30, 4)
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, tokens):
+        return self.head(self.embed(tokens).mean(dim=1))
+
+
+def build_bag(num_classes=3):
+    return Bag(num_classes)
+
+
+def load_tokens():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 30, (40, 5), generator=g)
+    y = x[:, 0] % 3
+    return TensorDataset(x[:30], y[:30]), TensorDataset(x[30:], y[30:])
 
 
 def build_mlp(width=8):
@@ -504,3 +528,21 @@ def test_a_model_that_flattens_with_view_runs_on_contiguous_inputs(
         )
     assert "\n" not in str(exc.value)
     assert storage.read_surface(compute_surface(cfg)).complete
+
+
+@pytest.mark.parametrize("in_memory", ["on", "off"])
+def test_token_inputs_stay_integers_through_the_config(
+    user_models: str, tmp_path: Path, in_memory: str
+) -> None:
+    cfg = _config(
+        tmp_path,
+        model={"name": f"{user_models}:build_bag"},
+        data={"name": f"{user_models}:load_tokens", "subset": None, "test_subset": None},
+        surface={"engine": {"in_memory": in_memory, "workers": 0}},
+    )
+    ckpt = train(cfg, progress=False)
+    s = storage.read_surface(compute_surface(cfg))
+    x, y = dataset_to_tensors(eval_dataset(cfg.data, "train"))
+    assert x.dtype == torch.int64
+    model = landscape.load_model(ckpt)
+    assert s.metrics["train_loss"][1] == pytest.approx(_own_loss(model, x, y), rel=1e-6)
