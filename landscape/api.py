@@ -29,7 +29,7 @@ from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint
 from .config import DIR_TYPES, LOSSES, NORMS, PRECISIONS, EngineConfig, resolve_dir_type
 from .data import subset_indices
 from .directions import Direction, target_tensors
-from .engine import EvalSet, resolve_device
+from .engine import EvalSet, logits, resolve_device
 from .errors import LandscapeError
 from .surface import MetricFn, SurfaceJob, axis_coords, provenance_attrs, run_job
 
@@ -199,7 +199,7 @@ def loss_surface(
       themselves, else weights.
     loss: 'crossentropy', 'mse', or a callable (outputs, targets) -> mean loss of the batch;
       metrics: more such callables, recorded per split as <split>_<name>. Accuracy is recorded
-      when the targets are integer class labels.
+      when the targets are integer class labels and the model returns (batch, classes) scores.
     batch_size: examples per forward call; None: 1,000 on a CPU, 4,000 on a GPU, halved while a
       GPU runs out of memory.
     bn: 'eval' keeps BN running statistics; 'recompute' re-estimates them at every point on up
@@ -217,13 +217,14 @@ def loss_surface(
     net = copy.deepcopy(model).to(dev).eval()
     model_sha = _sha256(net.state_dict().items())
 
-    splits = _eval_tensors(data, samples, data_seed, batch_size)
-    accuracy = all(_is_labels(t) for _, t in splits.values())
-    if isinstance(loss, str) and not accuracy:
+    splits = _inputs_for(net, _eval_tensors(data, samples, data_seed, batch_size))
+    labels = all(_is_labels(t) for _, t in splits.values())
+    if isinstance(loss, str) and not labels:
         raise LandscapeError(
             f"loss: {loss!r} needs integer class labels as targets; for other targets pass a "
             "callable (outputs, targets) -> mean loss"
         )
+    accuracy = labels and _gives_scores(net, next(iter(splits.values()))[0][:2].to(dev), loss)
     dir_type = resolve_dir_type(
         dir_type, "line" if isinstance(directions, DirectionSet) else "random"
     )
@@ -377,6 +378,8 @@ def _eval_tensors(
         if samples is not None and samples < len(ys):
             idx = subset_indices(len(ys), samples, seed)
             xs, ys = xs[idx], ys[idx]
+        if _is_labels(ys):
+            ys = ys.long()  # what the losses index with (int32 and uint8 labels included)
         out[split] = (xs, ys)
     return out
 
@@ -427,6 +430,26 @@ def _a(noun: str) -> str:
 def _subset(t: Tensor, n: int, seed: int) -> Tensor:
     """The seeded subset a config would take, so a config and the API evaluate the same rows."""
     return t if n >= len(t) else t[subset_indices(len(t), n, seed)]
+
+
+def _inputs_for(
+    net: nn.Module, splits: Mapping[str, tuple[Tensor, Tensor]]
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Floating inputs in the model's floating dtype (float64 data for a float64 model)."""
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), None)
+    if dtype is None:
+        return dict(splits)
+    return {s: (x.to(dtype) if x.is_floating_point() else x, y) for s, (x, y) in splits.items()}
+
+
+def _gives_scores(net: nn.Module, x: Tensor, loss: Any) -> bool:
+    """Whether the model's outputs on x are (B, classes) scores, so that accuracy is recorded;
+    a built-in loss refuses other outputs here, before any point is evaluated."""
+    with torch.no_grad():
+        out = net(x)
+    if isinstance(loss, str):
+        logits(out)
+    return isinstance(out, Tensor) and out.dim() == 2 and len(out) == len(x) and out.shape[1] > 1
 
 
 def _is_labels(t: Tensor) -> bool:

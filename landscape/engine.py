@@ -74,6 +74,26 @@ def make_loss(name: str) -> LossFn:
     raise ValueError(f"unknown loss {name!r}")
 
 
+def logits(out: object, points: bool = False) -> Tensor:
+    """The model's output as the built-in losses take it: (B, classes) logits, 2 classes or more
+    ((P, B, classes) for several points per call); otherwise one line on passing a callable."""
+    shape = "(batch, classes)"
+    if not isinstance(out, Tensor):
+        raise LandscapeError(
+            f"loss: the built-in losses need the model to return {shape} logits, but it returns "
+            f"a {type(out).__name__}; pass a callable (outputs, targets) -> mean loss that takes "
+            "the model's output"
+        )
+    if out.dim() != 2 + points or out.shape[-1] < 2:
+        got = tuple(out.shape[points:])
+        raise LandscapeError(
+            f"loss: the built-in losses need {shape} logits with 2 classes or more, but the "
+            f"model returns {got}; pass a callable (outputs, targets) -> mean loss, e.g. for one "
+            "logit lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(1), y.float())"
+        )
+    return out
+
+
 def mean_loss(name: str) -> LossFn:
     """The named loss as a mean over the batch (make_loss sums, for exact accumulation)."""
     summed = make_loss(name)
@@ -341,7 +361,7 @@ def evaluate(
     """
     size = resolve_batch_size(batch_size, data.device)
     [result] = _accumulate(
-        lambda x: model(x).unsqueeze(0), data, loss_fn, size, precision, channels_last, 1
+        lambda x: logits(model(x)).unsqueeze(0), data, loss_fn, size, precision, channels_last, 1
     )
     return result
 
@@ -645,11 +665,11 @@ class PointEvaluator:
 
     def _run(self, ds: EvalData) -> tuple[float, float]:
         def forward(x: Tensor) -> Tensor:
-            return self._forward(x).unsqueeze(0)
+            return logits(self._forward(x)).unsqueeze(0)
 
         try:
             [result] = self._measure(forward, ds, 1)
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, LandscapeError):
             raise
         except Exception as exc:
             if not self.compiled:
@@ -726,7 +746,7 @@ class PointEvaluator:
             with warnings.catch_warnings():
                 # Some pooling ops lack a vmap rule and fall back to a loop: slower, not wrong.
                 warnings.filterwarnings("ignore", message=".*batching rule.*")
-                return batched(stacked, x)
+                return logits(batched(stacked, x), points=True)
 
         return forward
 

@@ -546,3 +546,59 @@ def test_token_inputs_stay_integers_through_the_config(
     assert x.dtype == torch.int64
     model = landscape.load_model(ckpt)
     assert s.metrics["train_loss"][1] == pytest.approx(_own_loss(model, x, y), rel=1e-6)
+
+
+class TupleOut(nn.Module):
+    """(logits, probabilities), as models with auxiliary outputs return."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, CLASSES)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.fc(x)  # (B, classes)
+        return out, out.softmax(dim=1)
+
+
+def _features(n: int = 24) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 12, generator=g), torch.randint(0, CLASSES, (n,), generator=g)
+
+
+def test_a_model_returning_a_tuple_needs_a_loss_that_takes_it() -> None:
+    """A built-in loss refuses in one line; a callable loss works, and accuracy is left out."""
+    from landscape.engine import EvalSet, evaluate, make_loss
+
+    torch.manual_seed(0)
+    model, (x, y) = TupleOut().eval(), _features()
+    with pytest.raises(LandscapeError, match="pass a callable") as exc:
+        landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    assert "returns a tuple" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(LandscapeError, match="returns a tuple"):
+        evaluate(model, EvalSet(x, y), make_loss("crossentropy"))
+
+    def first(out: tuple[Tensor, Tensor], t: Tensor) -> Tensor:
+        return F.cross_entropy(out[0], t)
+
+    surf = landscape.loss_surface(model, (x, y), x=(0, 0, 1), y=None, device="cpu", loss=first)
+    assert set(surf.metrics) == {"train_loss"}
+    with torch.no_grad():
+        own = float(first(model(x), y))
+    assert surf.metrics["train_loss"][0] == pytest.approx(own, rel=1e-6)
+
+
+def test_one_logit_under_crossentropy_suggests_a_binary_loss() -> None:
+    x, y = _features()
+    with pytest.raises(LandscapeError, match="binary_cross_entropy_with_logits") as exc:
+        landscape.loss_surface(nn.Linear(12, 1), (x, y % 2), x=(-1, 1, 3), y=None, device="cpu")
+    assert ", 1)" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_labels_of_any_integer_type_give_the_int64_surface(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model, (x, y) = MLP().eval(), _features()
+    reference = landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    surf = landscape.loss_surface(model, (x, y.to(dtype)), x=(-1, 1, 3), y=None, device="cpu")
+    np.testing.assert_array_equal(surf.metrics["train_loss"], reference.metrics["train_loss"])
+    np.testing.assert_array_equal(surf.metrics["train_acc"], reference.metrics["train_acc"])
