@@ -602,3 +602,30 @@ def test_labels_of_any_integer_type_give_the_int64_surface(dtype: torch.dtype) -
     surf = landscape.loss_surface(model, (x, y.to(dtype)), x=(-1, 1, 3), y=None, device="cpu")
     np.testing.assert_array_equal(surf.metrics["train_loss"], reference.metrics["train_loss"])
     np.testing.assert_array_equal(surf.metrics["train_acc"], reference.metrics["train_acc"])
+
+
+class TemperatureScale(nn.Module):
+    """Only a 0-d temperature and a 1-d bias are parameters: ignore='biasbn' moves nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = nn.Parameter(torch.tensor(1.5))
+        self.b = nn.Parameter(torch.zeros(CLASSES))
+        self.register_buffer("w", torch.randn(12, CLASSES))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x @ self.w) * self.t + self.b  # (B, classes)
+
+
+def test_directions_that_would_move_nothing_are_refused_before_any_point() -> None:
+    torch.manual_seed(0)
+    x, y = _features()
+    with pytest.raises(LandscapeError, match="ignore='none'") as exc:
+        landscape.loss_surface(TemperatureScale(), (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    assert "0-d or 1-d" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(LandscapeError, match="no tensors to move"):
+        landscape.loss_surface(nn.Flatten(), (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    surf = landscape.loss_surface(
+        TemperatureScale(), (x, y), x=(-1, 1, 3), y=None, device="cpu", ignore="none"
+    )
+    assert len(set(surf.metrics["train_loss"].round(6))) == 3
