@@ -476,6 +476,7 @@ class PointEvaluator:
         self.bn_data = bn_data
         self.bn_batch_size = bn_batch_size
         self._buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+        self._buffer_objects = dict(model.named_buffers())
         self._live = _state(model)
         device = next(iter(self._live.values())).device if self._live else torch.device("cpu")
         check_precision(device, precision)
@@ -605,9 +606,14 @@ class PointEvaluator:
         """Put back the original weights and buffers, bit for bit."""
         for k, t in self.targets.items():
             t.copy_(self.base[k])
-        own = dict(self.model.named_buffers())
         for k, b in self._buffers.items():
-            own[k].copy_(b)
+            original = self._buffer_objects[k]
+            prefix, _, leaf = k.rpartition(".")
+            module = self.model.get_submodule(prefix)
+            if module._buffers.get(leaf) is not original:
+                # The forward replaced it (`self.last = out`), under inference mode at that.
+                module._buffers[leaf] = original
+            original.copy_(b)
 
     # ------------------------------------------------------------------ one point
 
