@@ -10,7 +10,6 @@ same model, data, seed and grid give the same numbers, and a file saved here res
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from .data import subset_indices
 from .directions import Direction, target_tensors
 from .engine import EvalSet, logits, resolve_device
 from .errors import LandscapeError
+from .rewrite import copy_module
 from .surface import MetricFn, SurfaceJob, axis_coords, provenance_attrs, run_job
 
 if TYPE_CHECKING:
@@ -213,8 +213,8 @@ def loss_surface(
     _check_options(loss, metrics, norm, ignore, dir_type, precision, bn, batch_size, samples)
     xs = _axis("x", x)
     ys = None if y is None else _axis("y", y)
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    net = copy.deepcopy(model).to(dev).eval()
+    dev = resolve_device(str(device))
+    net = copy_module(model).to(dev).eval()
     model_sha = _sha256(net.state_dict().items())
 
     splits = _inputs_for(net, _eval_tensors(data, samples, data_seed, batch_size))
@@ -416,11 +416,36 @@ def _as_tensors(value: Any, key: str, batch_size: int | None) -> tuple[Tensor, T
     for batch in batches:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise LandscapeError(f"{key}: a batch is not an (inputs, targets) pair; {expected}")
-        xs.append(torch.as_tensor(batch[0]))
-        ys.append(torch.as_tensor(batch[1]))
+        xs.append(_batch_tensor(batch[0], key, "inputs"))
+        ys.append(_batch_tensor(batch[1], key, "targets"))
     if not xs:
         raise LandscapeError(f"{key}: is empty")
-    return torch.cat(xs), torch.cat(ys)
+    return _concat(xs, key, "inputs"), _concat(ys, key, "targets")
+
+
+def _batch_tensor(value: Any, key: str, what: str) -> Tensor:
+    """One batch's inputs or targets as one tensor; several (a model of two inputs) is one
+    line: the model is called as model(inputs)."""
+    try:
+        return value if isinstance(value, Tensor) else torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise LandscapeError(
+            f"{key}: a batch's {what} are {_a(type(value).__name__)}, not one tensor; the model "
+            f"is called as model(inputs): wrap a model of several inputs in a module that takes "
+            "one tensor"
+        ) from None
+
+
+def _concat(parts: list[Tensor], key: str, what: str) -> Tensor:
+    """The batches joined into one tensor; batches of other shapes are one line."""
+    shapes = [tuple(t.shape[1:]) for t in parts]
+    other = next((s for s in shapes if s != shapes[0]), None)
+    if other is not None:
+        raise LandscapeError(
+            f"{key}: batches have {what} of shapes {shapes[0]} and {other} per example; all "
+            "examples are evaluated together, so pad them to one length (e.g. in the collate_fn)"
+        )
+    return torch.cat(parts)
 
 
 def _a(noun: str) -> str:

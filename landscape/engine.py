@@ -9,11 +9,10 @@ batch by batch from a Dataset (`StreamSet`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -28,6 +27,7 @@ from .rewrite import (
     FoldPair,
     bn_eps,
     can_fuse_on,
+    copy_module,
     fold_tensors,
     fuse_conv_pointwise,
     trace_fold_pairs,
@@ -101,10 +101,17 @@ def mean_loss(name: str) -> LossFn:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present; 'cuda' without a GPU is an error for the caller to report."""
+    """'auto' picks CUDA when present; 'cuda' without a GPU (or a name torch does not know) is
+    one line suggesting 'cpu' or 'auto'."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise LandscapeError(f"device: unknown {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LandscapeError(f"device {device!r}: no CUDA GPU is available here; use cpu or auto")
+    return dev
 
 
 def check_precision(device: torch.device, precision: str) -> None:
@@ -421,7 +428,7 @@ def channels_last_works(model: nn.Module, x: Tensor, precision: str = "float32")
         return True
     # NHWC weights too: with one input channel the input's layout is ambiguous and the weights'
     # decides the convolution's output layout, as in the folded runner and in training.
-    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    nhwc = copy_module(model).to(memory_format=torch.channels_last)
     with torch.no_grad(), autocast_context(x.device, precision):
         try:
             nhwc(x.contiguous(memory_format=torch.channels_last))
@@ -703,14 +710,34 @@ class PointEvaluator:
         results: list[dict[str, float]] = []
         for start in range(0, len(points), self.points_per_call):
             group = points[start : start + self.points_per_call]
-            forward = self._vmapped_forward(group)
-            per_point: list[dict[str, float]] = [{} for _ in group]
-            for split, ds in data.items():
-                measured = self._measure(forward, ds, len(group))
-                for r, (loss, acc) in zip(per_point, measured, strict=True):
-                    r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
-            results.extend(per_point)
+            try:
+                results.extend(self._evaluate_group(group, data))
+            except (torch.cuda.OutOfMemoryError, LandscapeError):
+                raise
+            except (RuntimeError, NotImplementedError) as exc:
+                # torch.vmap lacks rules for some layers (an LSTM): same numbers, a point a call.
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                warnings.warn(
+                    f"points_per_call {self.points_per_call} failed ({first}); evaluating one "
+                    "point per call",
+                    stacklevel=2,
+                )
+                self.points_per_call = 1
+                self.choice = replace(self.choice, points_per_call=1)
+                return results + [self.evaluate(c, data) for c in points[start:]]
         return results
+
+    def _evaluate_group(
+        self, group: Sequence[Sequence[float]], data: Mapping[str, EvalData]
+    ) -> list[dict[str, float]]:
+        """The results of a group of points, measured together by one vmapped forward."""
+        forward = self._vmapped_forward(group)
+        per_point: list[dict[str, float]] = [{} for _ in group]
+        for split, ds in data.items():
+            measured = self._measure(forward, ds, len(group))
+            for r, (loss, acc) in zip(per_point, measured, strict=True):
+                r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
+        return per_point
 
     @torch.no_grad()
     def _vmapped_forward(self, group: Sequence[Sequence[float]]) -> Callable[[Tensor], Tensor]:

@@ -19,6 +19,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+
+def copy_module(model: nn.Module) -> nn.Module:
+    """A deep copy of the model, also of one holding computed tensors as attributes (the legacy
+    `nn.utils.weight_norm` keeps its weight so; the copy gets it detached, and recomputes it)."""
+    memo: dict[int, object] = {}
+    for m in model.modules():
+        for value in vars(m).values():
+            if isinstance(value, Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
 # ----------------------------------------------------------------------------- BN folding
 
 
@@ -50,7 +62,7 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
     """
     import torch.fx as fx
 
-    runner = copy.deepcopy(model)
+    runner = copy_module(model)
     try:
         gm = fx.symbolic_trace(runner)
     except Exception:  # any tracing failure only means no folding

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -629,3 +630,76 @@ def test_directions_that_would_move_nothing_are_refused_before_any_point() -> No
         TemperatureScale(), (x, y), x=(-1, 1, 3), y=None, device="cpu", ignore="none"
     )
     assert len(set(surf.metrics["train_loss"].round(6))) == 3
+
+
+def test_data_the_model_cannot_take_whole_is_one_line() -> None:
+    """Two inputs per example, or batches padded to different lengths, cannot be stacked."""
+    from torch.utils.data import DataLoader
+
+    x, y = _features(16)
+    pairs = [((x[i], torch.ones(3)), y[i]) for i in range(16)]
+    with pytest.raises(LandscapeError, match="not one tensor") as exc:
+        landscape.loss_surface(MLP(), DataLoader(pairs, batch_size=8), x=(-1, 1, 3), y=None)
+    assert "\n" not in str(exc.value)
+
+    def pad(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        longest = max(len(t) for t, _ in batch)
+        return torch.stack([F.pad(t, (0, longest - len(t))) for t, _ in batch]), torch.stack(
+            [label for _, label in batch]
+        )
+
+    seqs = [(torch.randint(0, 9, (3 + i // 8,)), y[i]) for i in range(16)]
+    loader = DataLoader(seqs, batch_size=8, collate_fn=pad)
+    with pytest.raises(LandscapeError, match=r"\(3,\) and \(4,\).*pad them"):
+        landscape.loss_surface(nn.EmbeddingBag(9, CLASSES), loader, x=(-1, 1, 3), y=None)
+
+
+def _legacy_weight_norm() -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated, and still in use
+        return nn.utils.weight_norm(nn.Linear(12, CLASSES))
+
+
+@pytest.mark.parametrize(
+    "build", [lambda: MLP().double(), _legacy_weight_norm], ids=["float64", "legacy-weight-norm"]
+)
+def test_models_of_other_dtypes_or_computed_weights_give_their_own_loss(
+    build: Callable[[], nn.Module],
+) -> None:
+    """float32 data meets a float64 model in its dtype; a legacy weight_norm model copies."""
+    torch.manual_seed(0)
+    model = build().eval()
+    x, y = _features()
+    surf = landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    dtype = next(model.parameters()).dtype
+    assert surf.metrics["train_loss"][1] == pytest.approx(_own_loss(model, x.to(dtype), y))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", torch.device("cuda:0")], ids=str)
+def test_a_gpu_device_without_a_gpu_is_one_line(device: str | torch.device) -> None:
+    with pytest.raises(LandscapeError, match="no CUDA GPU is available here; use cpu or auto"):
+        landscape.loss_surface(MLP(), _features(), x=(-1, 1, 3), y=None, device=device)
+
+
+def test_layers_without_a_vmap_rule_fall_back_to_one_point_per_call() -> None:
+    """torch.vmap has no rule for an LSTM: points_per_call > 1 warns and gives the same numbers."""
+    from landscape.config import EngineConfig
+
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.lstm = nn.Embedding(9, 4), nn.LSTM(4, 4, batch_first=True)
+            self.head = nn.Linear(4, CLASSES)
+
+        def forward(self, tokens: Tensor) -> Tensor:
+            return self.head(self.lstm(self.embed(tokens))[0][:, -1])  # (B, classes)
+
+    torch.manual_seed(0)
+    model, y = Recurrent().eval(), _features()[1]
+    x = torch.randint(0, 9, (len(y), 4))
+    grid = {"x": (-1, 1, 3), "y": None, "device": "cpu"}
+    with pytest.warns(UserWarning, match="one point per call"):
+        many = landscape.loss_surface(model, (x, y), engine=EngineConfig(points_per_call=2), **grid)
+    one = landscape.loss_surface(model, (x, y), **grid)
+    np.testing.assert_allclose(many.metrics["train_loss"], one.metrics["train_loss"], rtol=1e-6)
