@@ -10,7 +10,6 @@ same model, data, seed and grid give the same numbers, and a file saved here res
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,8 +28,9 @@ from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint
 from .config import DIR_TYPES, LOSSES, NORMS, PRECISIONS, EngineConfig, resolve_dir_type
 from .data import subset_indices
 from .directions import Direction, target_tensors
-from .engine import EvalSet, resolve_device
+from .engine import EvalSet, logits, resolve_device
 from .errors import LandscapeError
+from .rewrite import copy_module
 from .surface import MetricFn, SurfaceJob, axis_coords, provenance_attrs, run_job
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ def loss_surface(
       themselves, else weights.
     loss: 'crossentropy', 'mse', or a callable (outputs, targets) -> mean loss of the batch;
       metrics: more such callables, recorded per split as <split>_<name>. Accuracy is recorded
-      when the targets are integer class labels.
+      when the targets are integer class labels and the model returns (batch, classes) scores.
     batch_size: examples per forward call; None: 1,000 on a CPU, 4,000 on a GPU, halved while a
       GPU runs out of memory.
     bn: 'eval' keeps BN running statistics; 'recompute' re-estimates them at every point on up
@@ -213,17 +213,18 @@ def loss_surface(
     _check_options(loss, metrics, norm, ignore, dir_type, precision, bn, batch_size, samples)
     xs = _axis("x", x)
     ys = None if y is None else _axis("y", y)
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    net = copy.deepcopy(model).to(dev).eval()
+    dev = resolve_device(str(device))
+    net = copy_module(model).to(dev).eval()
     model_sha = _sha256(net.state_dict().items())
 
-    splits = _eval_tensors(data, samples, data_seed, batch_size)
-    accuracy = all(_is_labels(t) for _, t in splits.values())
-    if isinstance(loss, str) and not accuracy:
+    splits = _inputs_for(net, _eval_tensors(data, samples, data_seed, batch_size))
+    labels = all(_is_labels(t) for _, t in splits.values())
+    if isinstance(loss, str) and not labels:
         raise LandscapeError(
             f"loss: {loss!r} needs integer class labels as targets; for other targets pass a "
             "callable (outputs, targets) -> mean loss"
         )
+    accuracy = labels and _gives_scores(net, next(iter(splits.values()))[0][:2].to(dev), loss)
     dir_type = resolve_dir_type(
         dir_type, "line" if isinstance(directions, DirectionSet) else "random"
     )
@@ -377,6 +378,8 @@ def _eval_tensors(
         if samples is not None and samples < len(ys):
             idx = subset_indices(len(ys), samples, seed)
             xs, ys = xs[idx], ys[idx]
+        if _is_labels(ys):
+            ys = ys.long()  # what the losses index with (int32 and uint8 labels included)
         out[split] = (xs, ys)
     return out
 
@@ -413,11 +416,36 @@ def _as_tensors(value: Any, key: str, batch_size: int | None) -> tuple[Tensor, T
     for batch in batches:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise LandscapeError(f"{key}: a batch is not an (inputs, targets) pair; {expected}")
-        xs.append(torch.as_tensor(batch[0]))
-        ys.append(torch.as_tensor(batch[1]))
+        xs.append(_batch_tensor(batch[0], key, "inputs"))
+        ys.append(_batch_tensor(batch[1], key, "targets"))
     if not xs:
         raise LandscapeError(f"{key}: is empty")
-    return torch.cat(xs), torch.cat(ys)
+    return _concat(xs, key, "inputs"), _concat(ys, key, "targets")
+
+
+def _batch_tensor(value: Any, key: str, what: str) -> Tensor:
+    """One batch's inputs or targets as one tensor; several (a model of two inputs) is one
+    line: the model is called as model(inputs)."""
+    try:
+        return value if isinstance(value, Tensor) else torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise LandscapeError(
+            f"{key}: a batch's {what} are {_a(type(value).__name__)}, not one tensor; the model "
+            f"is called as model(inputs): wrap a model of several inputs in a module that takes "
+            "one tensor"
+        ) from None
+
+
+def _concat(parts: list[Tensor], key: str, what: str) -> Tensor:
+    """The batches joined into one tensor; batches of other shapes are one line."""
+    shapes = [tuple(t.shape[1:]) for t in parts]
+    other = next((s for s in shapes if s != shapes[0]), None)
+    if other is not None:
+        raise LandscapeError(
+            f"{key}: batches have {what} of shapes {shapes[0]} and {other} per example; all "
+            "examples are evaluated together, so pad them to one length (e.g. in the collate_fn)"
+        )
+    return torch.cat(parts)
 
 
 def _a(noun: str) -> str:
@@ -427,6 +455,26 @@ def _a(noun: str) -> str:
 def _subset(t: Tensor, n: int, seed: int) -> Tensor:
     """The seeded subset a config would take, so a config and the API evaluate the same rows."""
     return t if n >= len(t) else t[subset_indices(len(t), n, seed)]
+
+
+def _inputs_for(
+    net: nn.Module, splits: Mapping[str, tuple[Tensor, Tensor]]
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Floating inputs in the model's floating dtype (float64 data for a float64 model)."""
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), None)
+    if dtype is None:
+        return dict(splits)
+    return {s: (x.to(dtype) if x.is_floating_point() else x, y) for s, (x, y) in splits.items()}
+
+
+def _gives_scores(net: nn.Module, x: Tensor, loss: Any) -> bool:
+    """Whether the model's outputs on x are (B, classes) scores, so that accuracy is recorded;
+    a built-in loss refuses other outputs here, before any point is evaluated."""
+    with torch.no_grad():
+        out = net(x)
+    if isinstance(loss, str):
+        logits(out)
+    return isinstance(out, Tensor) and out.dim() == 2 and len(out) == len(x) and out.shape[1] > 1
 
 
 def _is_labels(t: Tensor) -> bool:

@@ -123,10 +123,20 @@ def subset_indices(total: int, n: int | None, seed: int) -> Tensor:
     return torch.randperm(total, generator=_generator(seed))[:n].sort().values
 
 
+def as_eval_tensors(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Inputs and targets as evaluation takes them: floating inputs in float32 (integer ones,
+    such as token ids, as they are), integer labels in int64 (what the losses index with)."""
+    if x.is_floating_point():
+        x = x.to(torch.float32)
+    integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+    return x, y.to(torch.int64) if integer else y
+
+
 def dataset_to_tensors(
     ds: Dataset, n: int | None = None, seed: int = 0, batch_size: int = 1000
 ) -> tuple[Tensor, Tensor]:
-    """Materialize (x float32 (N, C, H, W), y int64 (N,)), optionally a seeded subset of n."""
+    """Materialize (x (N, ...), y (N,)) as `as_eval_tensors` gives them (float32 images, int64
+    labels), optionally a seeded subset of n."""
     idx = subset_indices(len(ds), n, seed)  # type: ignore[arg-type]
     base, idx = _unwrap_subsets(ds, idx)
     if isinstance(base, TensorDataset):
@@ -139,7 +149,7 @@ def dataset_to_tensors(
             xs.append(torch.as_tensor(xb))
             ys.append(torch.as_tensor(yb))
         x, y = torch.cat(xs), torch.cat(ys)
-    return x.to(torch.float32), y.to(torch.int64)
+    return as_eval_tensors(x, y)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from .errors import LandscapeError
+
 Direction = dict[str, Tensor]
 
 EPS = 1e-10
@@ -89,6 +91,21 @@ def _normalize_one(d: Tensor, w: Tensor, norm: str) -> Tensor:
     raise ValueError(f"unknown normalization {norm!r}")
 
 
+def check_movable(weights: Mapping[str, Tensor], ignore: str = "biasbn") -> None:
+    """Refuse directions that would be zero everywhere (a flat, meaningless surface)."""
+    if not weights:
+        raise LandscapeError(
+            "directions: the model has no tensors to move; a surface needs parameters (for a "
+            "model with only buffers, pass dir_type='states')"
+        )
+    if ignore == "biasbn" and all(w.dim() <= 1 for w in weights.values()):
+        raise LandscapeError(
+            "directions: every tensor of the model is 0-d or 1-d, and ignore 'biasbn' keeps "
+            "those still, so the surface would be flat; pass ignore='none' (in a config, "
+            "surface.directions.ignore: none)"
+        )
+
+
 def random_directions(
     weights: Mapping[str, Tensor],
     n: int = 2,
@@ -97,6 +114,7 @@ def random_directions(
     seed: int = 0,
 ) -> list[Direction]:
     """n normalized random directions; the same seed always gives the same directions."""
+    check_movable(weights, ignore)
     g = torch.Generator().manual_seed(int(seed))
     return [
         normalize_direction(random_direction(weights, g), weights, norm, ignore) for _ in range(n)

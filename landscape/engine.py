@@ -12,7 +12,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .data import subset_indices
+from .data import as_eval_tensors, subset_indices
 from .directions import Direction
 from .errors import LandscapeError
 from .rewrite import (
     FoldPair,
     bn_eps,
     can_fuse_on,
+    copy_module,
     fold_tensors,
     fuse_conv_pointwise,
     trace_fold_pairs,
@@ -73,6 +74,26 @@ def make_loss(name: str) -> LossFn:
     raise ValueError(f"unknown loss {name!r}")
 
 
+def logits(out: object, points: bool = False) -> Tensor:
+    """The model's output as the built-in losses take it: (B, classes) logits, 2 classes or more
+    ((P, B, classes) for several points per call); otherwise one line on passing a callable."""
+    shape = "(batch, classes)"
+    if not isinstance(out, Tensor):
+        raise LandscapeError(
+            f"loss: the built-in losses need the model to return {shape} logits, but it returns "
+            f"a {type(out).__name__}; pass a callable (outputs, targets) -> mean loss that takes "
+            "the model's output"
+        )
+    if out.dim() != 2 + points or out.shape[-1] < 2:
+        got = tuple(out.shape[points:])
+        raise LandscapeError(
+            f"loss: the built-in losses need {shape} logits with 2 classes or more, but the "
+            f"model returns {got}; pass a callable (outputs, targets) -> mean loss, e.g. for one "
+            "logit lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(1), y.float())"
+        )
+    return out
+
+
 def mean_loss(name: str) -> LossFn:
     """The named loss as a mean over the batch (make_loss sums, for exact accumulation)."""
     summed = make_loss(name)
@@ -80,10 +101,17 @@ def mean_loss(name: str) -> LossFn:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present; 'cuda' without a GPU is an error for the caller to report."""
+    """'auto' picks CUDA when present; 'cuda' without a GPU (or a name torch does not know) is
+    one line suggesting 'cpu' or 'auto'."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise LandscapeError(f"device: unknown {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LandscapeError(f"device {device!r}: no CUDA GPU is available here; use cpu or auto")
+    return dev
 
 
 def check_precision(device: torch.device, precision: str) -> None:
@@ -171,14 +199,24 @@ class StreamSet:
     def batches(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """The loader's batches on the device, cut to at most batch_size examples when given."""
         for xb, yb in self.loader:
-            x = torch.as_tensor(xb).to(self.device, torch.float32, non_blocking=True)
-            y = torch.as_tensor(yb).to(self.device, torch.int64, non_blocking=True)
+            x, y = as_eval_tensors(torch.as_tensor(xb), torch.as_tensor(yb))
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
             step = batch_size or len(y)
             for start in range(0, len(y), step):
                 yield x[start : start + step], y[start : start + step]
 
 
 EvalData = EvalSet | StreamSet
+
+
+def first_inputs(data: EvalData, n: int = 2) -> Tensor:
+    """The first n inputs (fewer when the set is smaller), on the data's device."""
+    if isinstance(data, EvalSet):
+        return data.x[:n]
+    count = min(n, len(data))
+    x = torch.stack([torch.as_tensor(data.dataset[i][0]) for i in range(count)])
+    return as_eval_tensors(x, torch.zeros(0, dtype=torch.int64))[0].to(data.device)
 
 
 def memory_budget(device: torch.device) -> int:
@@ -330,7 +368,7 @@ def evaluate(
     """
     size = resolve_batch_size(batch_size, data.device)
     [result] = _accumulate(
-        lambda x: model(x).unsqueeze(0), data, loss_fn, size, precision, channels_last, 1
+        lambda x: logits(model(x)).unsqueeze(0), data, loss_fn, size, precision, channels_last, 1
     )
     return result
 
@@ -382,6 +420,28 @@ def auto_channels_last(model: nn.Module, device: torch.device, precision: str) -
     return not (device.type == "cuda" and precision == "float32")
 
 
+def channels_last_works(model: nn.Module, x: Tensor, precision: str = "float32") -> bool:
+    """Whether the model runs on these inputs in channels-last (NHWC) layout, its weights too
+    (tried on a copy); False only when it runs on them contiguous and fails in NHWC (e.g. a
+    `.view` after a convolution)."""
+    if x.dim() != 4:
+        return True
+    # NHWC weights too: with one input channel the input's layout is ambiguous and the weights'
+    # decides the convolution's output layout, as in the folded runner and in training.
+    nhwc = copy_module(model).to(memory_format=torch.channels_last)
+    with torch.no_grad(), autocast_context(x.device, precision):
+        try:
+            nhwc(x.contiguous(memory_format=torch.channels_last))
+            return True
+        except Exception:  # any failure here is a reason to try the other layout
+            pass
+        try:
+            model(x.contiguous())
+        except Exception:  # not a matter of layout: evaluation reports it
+            return True
+    return False
+
+
 def _on(value: object, key: str) -> str:
     """A YAML boolean or 'auto'/'on'/'off' as one of the three words."""
     if isinstance(value, bool):
@@ -412,6 +472,7 @@ class PointEvaluator:
         bn_batch_size: int = 500,
         engine: EngineConfig | None = None,
         work: int | None = None,
+        sample: Tensor | None = None,
     ):
         self.model = model.eval()
         self.targets = dict(targets)
@@ -422,21 +483,27 @@ class PointEvaluator:
         self.bn_data = bn_data
         self.bn_batch_size = bn_batch_size
         self._buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+        self._buffer_objects = dict(model.named_buffers())
         self._live = _state(model)
         device = next(iter(self._live.values())).device if self._live else torch.device("cpu")
         check_precision(device, precision)
         self.batch_size = resolve_batch_size(batch_size, device)
-        self._setup_engine(engine, device, work)
+        self._setup_engine(engine, device, work, sample)
 
     # ------------------------------------------------------------------ engine set-up
 
     def _setup_engine(
-        self, engine: EngineConfig | None, device: torch.device, work: int | None
+        self,
+        engine: EngineConfig | None,
+        device: torch.device,
+        work: int | None,
+        sample: Tensor | None,
     ) -> None:
         """Resolve 'auto' and build the runner (the network actually run at each point).
 
         work: the number of examples the run will evaluate (points x samples), which decides
         compile 'auto': compilation costs tens of seconds and pays only on long runs.
+        sample: a few inputs to try channels-last on before choosing it.
         """
         channels_last = fold = compile_ = fuse = "off"
         per_call = 1
@@ -450,6 +517,8 @@ class PointEvaluator:
             self.channels_last = auto_channels_last(self.model, device, self.precision)
         else:
             self.channels_last = channels_last == "on"
+        if self.channels_last and sample is not None:
+            self._check_channels_last(sample, explicit=channels_last == "on")
 
         self._pairs: list[FoldPair] = []
         self._runner: nn.Module = self.model
@@ -513,6 +582,17 @@ class PointEvaluator:
             fused_convs=fused,
         )
 
+    def _check_channels_last(self, sample: Tensor, explicit: bool) -> None:
+        """Fall back to contiguous inputs (or refuse an explicit 'on') for a model that fails on
+        channels-last ones."""
+        if channels_last_works(self.model, sample, self.precision):
+            return
+        why = "the model fails on channels-last (NHWC) inputs, e.g. x.view after a convolution"
+        if explicit:
+            raise LandscapeError(f"engine.channels_last: on, but {why}; set it to off")
+        warnings.warn(f"{why}: evaluating contiguous (NCHW) inputs", stacklevel=4)
+        self.channels_last = False
+
     # ------------------------------------------------------------------ moving the weights
 
     @torch.no_grad()
@@ -533,9 +613,14 @@ class PointEvaluator:
         """Put back the original weights and buffers, bit for bit."""
         for k, t in self.targets.items():
             t.copy_(self.base[k])
-        own = dict(self.model.named_buffers())
         for k, b in self._buffers.items():
-            own[k].copy_(b)
+            original = self._buffer_objects[k]
+            prefix, _, leaf = k.rpartition(".")
+            module = self.model.get_submodule(prefix)
+            if module._buffers.get(leaf) is not original:
+                # The forward replaced it (`self.last = out`), under inference mode at that.
+                module._buffers[leaf] = original
+            original.copy_(b)
 
     # ------------------------------------------------------------------ one point
 
@@ -593,11 +678,11 @@ class PointEvaluator:
 
     def _run(self, ds: EvalData) -> tuple[float, float]:
         def forward(x: Tensor) -> Tensor:
-            return self._forward(x).unsqueeze(0)
+            return logits(self._forward(x)).unsqueeze(0)
 
         try:
             [result] = self._measure(forward, ds, 1)
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, LandscapeError):
             raise
         except Exception as exc:
             if not self.compiled:
@@ -625,14 +710,34 @@ class PointEvaluator:
         results: list[dict[str, float]] = []
         for start in range(0, len(points), self.points_per_call):
             group = points[start : start + self.points_per_call]
-            forward = self._vmapped_forward(group)
-            per_point: list[dict[str, float]] = [{} for _ in group]
-            for split, ds in data.items():
-                measured = self._measure(forward, ds, len(group))
-                for r, (loss, acc) in zip(per_point, measured, strict=True):
-                    r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
-            results.extend(per_point)
+            try:
+                results.extend(self._evaluate_group(group, data))
+            except (torch.cuda.OutOfMemoryError, LandscapeError):
+                raise
+            except (RuntimeError, NotImplementedError) as exc:
+                # torch.vmap lacks rules for some layers (an LSTM): same numbers, a point a call.
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                warnings.warn(
+                    f"points_per_call {self.points_per_call} failed ({first}); evaluating one "
+                    "point per call",
+                    stacklevel=2,
+                )
+                self.points_per_call = 1
+                self.choice = replace(self.choice, points_per_call=1)
+                return results + [self.evaluate(c, data) for c in points[start:]]
         return results
+
+    def _evaluate_group(
+        self, group: Sequence[Sequence[float]], data: Mapping[str, EvalData]
+    ) -> list[dict[str, float]]:
+        """The results of a group of points, measured together by one vmapped forward."""
+        forward = self._vmapped_forward(group)
+        per_point: list[dict[str, float]] = [{} for _ in group]
+        for split, ds in data.items():
+            measured = self._measure(forward, ds, len(group))
+            for r, (loss, acc) in zip(per_point, measured, strict=True):
+                r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
+        return per_point
 
     @torch.no_grad()
     def _vmapped_forward(self, group: Sequence[Sequence[float]]) -> Callable[[Tensor], Tensor]:
@@ -674,7 +779,7 @@ class PointEvaluator:
             with warnings.catch_warnings():
                 # Some pooling ops lack a vmap rule and fall back to a loop: slower, not wrong.
                 warnings.filterwarnings("ignore", message=".*batching rule.*")
-                return batched(stacked, x)
+                return logits(batched(stacked, x), points=True)
 
         return forward
 

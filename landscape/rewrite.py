@@ -17,6 +17,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+
+def copy_module(model: nn.Module) -> nn.Module:
+    """A deep copy of the model, also of one holding computed tensors as attributes (the legacy
+    `nn.utils.weight_norm` keeps its weight so; the copy gets it detached, and recomputes it)."""
+    memo: dict[int, object] = {}
+    for m in model.modules():
+        for value in vars(m).values():
+            if isinstance(value, Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
+
 
 # ----------------------------------------------------------------------------- BN folding
 
@@ -49,7 +62,7 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
     """
     import torch.fx as fx
 
-    runner = copy.deepcopy(model)
+    runner = copy_module(model)
     try:
         gm = fx.symbolic_trace(runner)
     except Exception:  # any tracing failure only means no folding
@@ -57,6 +70,7 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
     modules = dict(gm.named_modules())
     # A module called from two places (shared weights) cannot take one BN's scale.
     calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    private = _private_tensors(gm)
     pairs = []
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
@@ -69,7 +83,13 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
         conv, bn = modules[src.target], modules[node.target]
         if not (isinstance(conv, nn.modules.conv._ConvNd) and not conv.transposed):
             continue
+        if not isinstance(conv._parameters.get("weight"), Tensor):  # e.g. legacy weight_norm
+            continue
         if not _foldable_bn(bn, conv.out_channels):
+            continue
+        if not _owns_tensors(conv, str(src.target), private) or not _owns_tensors(
+            bn, str(node.target), private
+        ):
             continue
         if conv.bias is None:
             w = conv.weight
@@ -82,6 +102,25 @@ def trace_fold_pairs(model: nn.Module) -> tuple[torch.fx.GraphModule, list[FoldP
     gm.delete_all_unused_submodules()
     gm.requires_grad_(False)
     return gm, pairs
+
+
+def _private_tensors(gm: torch.fx.GraphModule) -> set[str]:
+    """Names of the parameters and buffers that are reachable under that one name and that the
+    graph never reads directly (get_attr), so that only their own module's call uses them."""
+    named: list[tuple[str, Tensor]] = [*gm.named_parameters(remove_duplicate=False)]
+    named += gm.named_buffers(remove_duplicate=False)
+    count = Counter(id(t) for _, t in named)
+    read = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+    return {name for name, t in named if count[id(t)] == 1 and name not in read}
+
+
+def _owns_tensors(module: nn.Module, name: str, private: set[str]) -> bool:
+    """Whether folding may rewrite the module's tensors: plain ones (not parametrized), used
+    only by its own call. Rewriting a tied or directly read weight would change other uses."""
+    if parametrize.is_parametrized(module):
+        return False
+    own = [k for k, t in (*module._parameters.items(), *module._buffers.items()) if t is not None]
+    return all(f"{name}.{k}" in private for k in own)
 
 
 def fold_tensors(state: Mapping[str, Tensor], pair: FoldPair, eps: float) -> tuple[Tensor, Tensor]:

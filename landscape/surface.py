@@ -33,6 +33,7 @@ from .engine import (
     EvalData,
     PointEvaluator,
     autocast_context,
+    first_inputs,
     mean_loss,
     resolve_batch_size,
     resolve_device,
@@ -318,6 +319,7 @@ def _evaluate(
                 bn_data=bn_data,
                 engine=job.engine if job.fast else None,
                 work=len(indices) * sum(len(ds) for ds in data.values()),
+                sample=first_inputs(data[job.splits[0]]) if job.fast else None,
             )
             if job.fast:
                 measure = _engine_measure(ev, data)
@@ -364,19 +366,26 @@ def _measure_split(model: nn.Module, ds: EvalData, job: SurfaceJob) -> dict[str,
     fns: dict[str, MetricFn] = {"loss": loss, **job.extra}
     sums = {name: torch.zeros((), dtype=torch.float64, device=ds.device) for name in fns}
     correct = torch.zeros((), dtype=torch.int64, device=ds.device)
-    n = 0
+    n, scored = 0, True
     with torch.inference_mode(), autocast_context(ds.device, job.precision):
         for xb, yb in ds.batches(resolve_batch_size(job.batch_size, ds.device)):
             out = model(xb)
             for name, fn in fns.items():
                 sums[name] += _scalar(name, fn(out, yb)) * len(yb)
-            if job.accuracy:
+            scored = scored and _is_logits(out, yb)
+            if job.accuracy and scored:
                 correct += (out.argmax(dim=1) == yb).sum()
             n += len(yb)
     result = {name: float(s) / n for name, s in sums.items()}
     if job.accuracy:
-        result["acc"] = 100.0 * int(correct) / n
+        # Outputs that are not (B, classes) scores have no accuracy.
+        result["acc"] = 100.0 * int(correct) / n if scored else float("nan")
     return {k: result[k] for k in ("loss", *(["acc"] if job.accuracy else []), *job.extra)}
+
+
+def _is_logits(out: Any, labels: Tensor) -> bool:
+    """Whether the outputs are (B, classes) scores that accuracy can take the argmax of."""
+    return isinstance(out, Tensor) and out.dim() == 2 and len(out) == len(labels)
 
 
 def _scalar(name: str, value: Any) -> Tensor:

@@ -16,7 +16,14 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
 from .config import DATA_LOCATION_KEYS, Config, TrainConfig
-from .engine import EvalSet, autocast_context, evaluate, make_loss, resolve_device
+from .engine import (
+    EvalSet,
+    autocast_context,
+    channels_last_works,
+    evaluate,
+    make_loss,
+    resolve_device,
+)
 from .errors import ConfigError, check_same_settings, unknown_name_message
 
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
@@ -142,7 +149,14 @@ def train(
     # Nothing between the seed and the model: a data function called here could draw from the
     # random generator and change the initial weights.
     model = build_model(cfg, margs).to(dev)
-    if t.channels_last:
+    channels_last = t.channels_last
+    if channels_last and not channels_last_works(model.eval(), tx[:2].to(dev)):
+        log(
+            "the model fails on channels-last (NHWC) inputs, e.g. x.view after a convolution: "
+            "training on contiguous (NCHW) inputs"
+        )
+        channels_last = False
+    if channels_last:
         # Faster convolutions on CPUs and GPUs; checkpoints store ordinary (contiguous) tensors.
         model = model.to(memory_format=torch.channels_last)
     precision = training_precision(t, dev)
@@ -185,7 +199,7 @@ def train(
             num_workers=t.workers,
             drop_last=False,
         )
-        train_loss, train_acc = _train_epoch(model, loader, opt, dev, precision, t.channels_last)
+        train_loss, train_acc = _train_epoch(model, loader, opt, dev, precision, channels_last)
         test_loss, test_acc = evaluate(model.eval(), test, loss_fn)
         metrics = {
             "train_loss": train_loss,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,7 @@ def test_models_without_batchnorm_support_states_directions() -> None:
 USER_MODELS = """
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 
 class SmallConv(nn.Module):
@@ -269,6 +271,46 @@ class SmallConv(nn.Module):
 
 def build_net(num_classes, in_channels, width=4):
     return SmallConv(in_channels, num_classes, width)
+
+
+class ViewNet(nn.Module):
+    # Flattens with .view after a convolution: fails on channels-last inputs.
+
+    def __init__(self, in_channels, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 2, 3)
+        self.fc = nn.Linear(2 * 6 * 6, num_classes)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))  # (B, 2, 6, 6)
+        return self.fc(h.view(h.size(0), -1))
+
+
+def build_viewnet(num_classes, in_channels):
+    return ViewNet(in_channels, num_classes)
+
+
+class Bag(nn.Module):
+    # Mean of token embeddings: integer inputs (B, T).
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.embed = nn.Embedding(30, 4)
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, tokens):
+        return self.head(self.embed(tokens).mean(dim=1))
+
+
+def build_bag(num_classes=3):
+    return Bag(num_classes)
+
+
+def load_tokens():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 30, (40, 5), generator=g)
+    y = x[:, 0] % 3
+    return TensorDataset(x[:30], y[:30]), TensorDataset(x[30:], y[30:])
 
 
 def build_mlp(width=8):
@@ -388,3 +430,277 @@ def test_a_plain_state_dict_loads_through_the_config(user_models: str, tmp_path:
         compute_surface(bad)
     msg = str(exc.value)
     assert "does not match the model" in msg and "shape mismatch" in msg and "\n" not in msg
+
+
+# ------------------------------------------------------------------- beyond the bundled nets
+
+
+def _own_loss(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    with torch.no_grad():
+        return float(F.cross_entropy(model(x), y))
+
+
+class TiedConvs(nn.Module):
+    """Two convs sharing one weight; only one feeds a BatchNorm (a shared stem)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.b = nn.Conv2d(3, 4, 3, padding=1)
+        self.b.weight = self.a.weight  # tied
+        self.head = nn.Linear(8, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = F.relu(self.bn(self.a(x))).mean(dim=(2, 3))  # (B, 4)
+        v = F.relu(self.b(x)).mean(dim=(2, 3))  # (B, 4)
+        return self.head(torch.cat([u, v], dim=1))  # (B, classes)
+
+
+class ReadsConvWeight(nn.Module):
+    """A conv -> BN whose weight the forward also reads directly (a weight-dependent scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.bn(self.conv(x))).mean(dim=(2, 3))  # (B, 4)
+        return self.head(h) * self.conv.weight.abs().mean() * 10
+
+
+def _far_bn(model: nn.Module) -> nn.Module:
+    """BN statistics far from the identity, so that folding really changes the conv weights."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.1, 0.5)
+                m.weight.uniform_(2, 3)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        TiedConvs,
+        ReadsConvWeight,
+        lambda: nn.Sequential(
+            torch.nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 4, 3, padding=1)),
+            nn.BatchNorm2d(4),
+            nn.Flatten(),
+            nn.LazyLinear(CLASSES),
+        ),
+    ],
+    ids=["tied", "read-elsewhere", "weight-norm"],
+)
+def test_bn_folding_leaves_convs_whose_weight_is_used_elsewhere(
+    build: Callable[[], nn.Module],
+) -> None:
+    """Folding writes the conv weight: a tied, directly read or parametrized one stays as is."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 5, 5), torch.randint(0, CLASSES, (16,))
+    model = build()
+    model(x)  # materializes a lazy layer
+    model = _far_bn(model)
+    surf = landscape.loss_surface(model, (x, y), x=(0, 0, 1), y=None, device="cpu")
+    assert surf.metrics["train_loss"][0] == pytest.approx(_own_loss(model, x, y), rel=1e-6)
+
+
+def test_a_model_that_flattens_with_view_runs_on_contiguous_inputs(
+    user_models: str, tmp_path: Path
+) -> None:
+    """channels-last inputs break `.view` after a conv: 'auto' falls back (train too), 'on'
+    refuses in one line."""
+    from landscape.config import EngineConfig
+
+    cfg = _config(tmp_path, model={"name": f"{user_models}:build_viewnet"})
+    lines: list[str] = []
+    ckpt = train(cfg, progress=False, log=lines.append)
+    assert any("channels-last" in line for line in lines)
+    model = landscape.load_model(ckpt)
+    x, y = dataset_to_tensors(eval_dataset(cfg.data, "train"))
+    with pytest.warns(UserWarning, match="channels-last"):
+        surf = landscape.loss_surface(model, (x, y), x=(0, 0, 1), y=None, device="cpu")
+    assert surf.metrics["train_loss"][0] == pytest.approx(_own_loss(model, x, y), rel=1e-6)
+    with pytest.raises(LandscapeError, match="channels_last: on, but") as exc:
+        landscape.loss_surface(
+            model, (x, y), x=(0, 0, 1), y=None, engine=EngineConfig(channels_last="on")
+        )
+    assert "\n" not in str(exc.value)
+    with pytest.warns(UserWarning, match="channels-last"):
+        assert storage.read_surface(compute_surface(cfg)).complete
+
+
+@pytest.mark.parametrize("in_memory", ["on", "off"])
+def test_token_inputs_stay_integers_through_the_config(
+    user_models: str, tmp_path: Path, in_memory: str
+) -> None:
+    cfg = _config(
+        tmp_path,
+        model={"name": f"{user_models}:build_bag"},
+        data={"name": f"{user_models}:load_tokens", "subset": None, "test_subset": None},
+        surface={"engine": {"in_memory": in_memory, "workers": 0}},
+    )
+    ckpt = train(cfg, progress=False)
+    s = storage.read_surface(compute_surface(cfg))
+    x, y = dataset_to_tensors(eval_dataset(cfg.data, "train"))
+    assert x.dtype == torch.int64
+    model = landscape.load_model(ckpt)
+    assert s.metrics["train_loss"][1] == pytest.approx(_own_loss(model, x, y), rel=1e-6)
+
+
+class TupleOut(nn.Module):
+    """(logits, probabilities), as models with auxiliary outputs return."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, CLASSES)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.fc(x)  # (B, classes)
+        return out, out.softmax(dim=1)
+
+
+def _features(n: int = 24) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 12, generator=g), torch.randint(0, CLASSES, (n,), generator=g)
+
+
+def test_a_model_returning_a_tuple_needs_a_loss_that_takes_it() -> None:
+    """A built-in loss refuses in one line; a callable loss works, and accuracy is left out."""
+    from landscape.engine import EvalSet, evaluate, make_loss
+
+    torch.manual_seed(0)
+    model, (x, y) = TupleOut().eval(), _features()
+    with pytest.raises(LandscapeError, match="pass a callable") as exc:
+        landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    assert "returns a tuple" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(LandscapeError, match="returns a tuple"):
+        evaluate(model, EvalSet(x, y), make_loss("crossentropy"))
+
+    def first(out: tuple[Tensor, Tensor], t: Tensor) -> Tensor:
+        return F.cross_entropy(out[0], t)
+
+    surf = landscape.loss_surface(model, (x, y), x=(0, 0, 1), y=None, device="cpu", loss=first)
+    assert set(surf.metrics) == {"train_loss"}
+    with torch.no_grad():
+        own = float(first(model(x), y))
+    assert surf.metrics["train_loss"][0] == pytest.approx(own, rel=1e-6)
+
+
+def test_one_logit_under_crossentropy_suggests_a_binary_loss() -> None:
+    x, y = _features()
+    with pytest.raises(LandscapeError, match="binary_cross_entropy_with_logits") as exc:
+        landscape.loss_surface(nn.Linear(12, 1), (x, y % 2), x=(-1, 1, 3), y=None, device="cpu")
+    assert ", 1)" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_labels_of_any_integer_type_give_the_int64_surface(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model, (x, y) = MLP().eval(), _features()
+    reference = landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    surf = landscape.loss_surface(model, (x, y.to(dtype)), x=(-1, 1, 3), y=None, device="cpu")
+    np.testing.assert_array_equal(surf.metrics["train_loss"], reference.metrics["train_loss"])
+    np.testing.assert_array_equal(surf.metrics["train_acc"], reference.metrics["train_acc"])
+
+
+class TemperatureScale(nn.Module):
+    """Only a 0-d temperature and a 1-d bias are parameters: ignore='biasbn' moves nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = nn.Parameter(torch.tensor(1.5))
+        self.b = nn.Parameter(torch.zeros(CLASSES))
+        self.register_buffer("w", torch.randn(12, CLASSES))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x @ self.w) * self.t + self.b  # (B, classes)
+
+
+def test_directions_that_would_move_nothing_are_refused_before_any_point() -> None:
+    torch.manual_seed(0)
+    x, y = _features()
+    with pytest.raises(LandscapeError, match="ignore='none'") as exc:
+        landscape.loss_surface(TemperatureScale(), (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    assert "0-d or 1-d" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(LandscapeError, match="no tensors to move"):
+        landscape.loss_surface(nn.Flatten(), (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    surf = landscape.loss_surface(
+        TemperatureScale(), (x, y), x=(-1, 1, 3), y=None, device="cpu", ignore="none"
+    )
+    assert len(set(surf.metrics["train_loss"].round(6))) == 3
+
+
+def test_data_the_model_cannot_take_whole_is_one_line() -> None:
+    """Two inputs per example, or batches padded to different lengths, cannot be stacked."""
+    from torch.utils.data import DataLoader
+
+    x, y = _features(16)
+    pairs = [((x[i], torch.ones(3)), y[i]) for i in range(16)]
+    with pytest.raises(LandscapeError, match="not one tensor") as exc:
+        landscape.loss_surface(MLP(), DataLoader(pairs, batch_size=8), x=(-1, 1, 3), y=None)
+    assert "\n" not in str(exc.value)
+
+    def pad(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        longest = max(len(t) for t, _ in batch)
+        return torch.stack([F.pad(t, (0, longest - len(t))) for t, _ in batch]), torch.stack(
+            [label for _, label in batch]
+        )
+
+    seqs = [(torch.randint(0, 9, (3 + i // 8,)), y[i]) for i in range(16)]
+    loader = DataLoader(seqs, batch_size=8, collate_fn=pad)
+    with pytest.raises(LandscapeError, match=r"\(3,\) and \(4,\).*pad them"):
+        landscape.loss_surface(nn.EmbeddingBag(9, CLASSES), loader, x=(-1, 1, 3), y=None)
+
+
+def _legacy_weight_norm() -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated, and still in use
+        return nn.utils.weight_norm(nn.Linear(12, CLASSES))
+
+
+@pytest.mark.parametrize(
+    "build", [lambda: MLP().double(), _legacy_weight_norm], ids=["float64", "legacy-weight-norm"]
+)
+def test_models_of_other_dtypes_or_computed_weights_give_their_own_loss(
+    build: Callable[[], nn.Module],
+) -> None:
+    """float32 data meets a float64 model in its dtype; a legacy weight_norm model copies."""
+    torch.manual_seed(0)
+    model = build().eval()
+    x, y = _features()
+    surf = landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=None, device="cpu")
+    dtype = next(model.parameters()).dtype
+    assert surf.metrics["train_loss"][1] == pytest.approx(_own_loss(model, x.to(dtype), y))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", torch.device("cuda:0")], ids=str)
+def test_a_gpu_device_without_a_gpu_is_one_line(device: str | torch.device) -> None:
+    with pytest.raises(LandscapeError, match="no CUDA GPU is available here; use cpu or auto"):
+        landscape.loss_surface(MLP(), _features(), x=(-1, 1, 3), y=None, device=device)
+
+
+def test_layers_without_a_vmap_rule_fall_back_to_one_point_per_call() -> None:
+    """torch.vmap has no rule for an LSTM: points_per_call > 1 warns and gives the same numbers."""
+    from landscape.config import EngineConfig
+
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.lstm = nn.Embedding(9, 4), nn.LSTM(4, 4, batch_first=True)
+            self.head = nn.Linear(4, CLASSES)
+
+        def forward(self, tokens: Tensor) -> Tensor:
+            return self.head(self.lstm(self.embed(tokens))[0][:, -1])  # (B, classes)
+
+    torch.manual_seed(0)
+    model, y = Recurrent().eval(), _features()[1]
+    x = torch.randint(0, 9, (len(y), 4))
+    grid = {"x": (-1, 1, 3), "y": None, "device": "cpu"}
+    with pytest.warns(UserWarning, match="one point per call"):
+        many = landscape.loss_surface(model, (x, y), engine=EngineConfig(points_per_call=2), **grid)
+    one = landscape.loss_surface(model, (x, y), **grid)
+    np.testing.assert_allclose(many.metrics["train_loss"], one.metrics["train_loss"], rtol=1e-6)

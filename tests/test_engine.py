@@ -355,6 +355,30 @@ def test_restore_is_bit_exact(engine: EngineConfig, bn: bool) -> None:
     assert [type(m) for m in model.modules()] == modules_before  # no BN removed, no conv changed
 
 
+def test_restore_puts_back_a_buffer_that_the_forward_replaces() -> None:
+    """`self.last = out` in forward replaces the buffer with an inference tensor; restore puts
+    the original object back, bit for bit, and the model still trains."""
+
+    class Cache(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3 * 8 * 8, 10)
+            self.register_buffer("last", torch.zeros(10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.fc(x.flatten(1))  # (B, classes)
+            self.last = out.mean(dim=0).detach()
+            return out
+
+    model = Cache().eval()
+    before, buffer = _snapshot(model), model.last
+    _run(_evaluator(model, EngineConfig()), _data())
+    assert model.last is buffer and not model.last.is_inference()
+    after = _snapshot(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    F.cross_entropy(model.train()(torch.randn(4, 3, 8, 8)), torch.arange(4)).backward()
+
+
 # ----------------------------------------------------------------------------- data
 
 
