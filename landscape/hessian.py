@@ -207,20 +207,6 @@ def _ritz_extremes(
     return top, bottom, residual
 
 
-def lanczos_extremes(
-    matvec: MatVec,
-    dim: int,
-    iters: int = 30,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str | None = None,
-    tol: float = 0.0,
-) -> tuple[float, float]:
-    """``(lambda_max, lambda_min)`` of ``lanczos``."""
-    r = lanczos(matvec, dim, iters, seed, dtype=dtype, device=device, tol=tol)
-    return r.lambda_max, r.lambda_min
-
-
 def _flat_hvp(
     model: nn.Module,
     loss_fn: LossFn,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,33 +98,24 @@ def reproduce(
         metric = c.metric or cfg.plot.metric or _default_metric(cfg)
         titles = [title_of.get(n, n) for n in names] if title_of else None
         target = base / f"compare_{metric}{'_log' if c.log else ''}.{cfg.plot.format}"
+        draw = functools.partial(
+            compare_figures,
+            chosen,
+            titles,
+            c.kinds,
+            metric,
+            target,
+            dpi=cfg.plot.dpi,
+            levels=c.levels,
+            log=c.log,
+        )
         try:
-            figures += compare_figures(
-                chosen,
-                titles,
-                c.kinds,
-                metric,
-                target,
-                dpi=cfg.plot.dpi,
-                vmin=c.vmin,
-                vmax=c.vmax,
-                levels=c.levels,
-                log=c.log,
-            )
+            figures += draw(vmin=c.vmin, vmax=c.vmax)
         except EmptyRangeError as e:
             # The configured range suits trained nets; an untrained or diverged run may lie
             # entirely outside it, and a figure on an automatic scale is better than none.
             log(f"compare: {e}; drawing on an automatic scale instead")
-            figures += compare_figures(
-                chosen,
-                titles,
-                c.kinds,
-                metric,
-                target,
-                dpi=cfg.plot.dpi,
-                levels=c.levels,
-                log=c.log,
-            )
+            figures += draw()
     if any(n not in unplottable for n in surfaces):
         from .report import write_report
         from .stats import compare_stats, file_stats, format_stats

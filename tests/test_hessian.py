@@ -14,7 +14,6 @@ from landscape.hessian import (
     hutchinson_trace,
     hvp,
     lanczos,
-    lanczos_extremes,
 )
 from landscape.trajectory import flatten, select_names
 
@@ -73,12 +72,12 @@ def test_lanczos_matches_eigvalsh_on_a_matrix() -> None:
     a = torch.randn(40, 40, generator=gen, dtype=torch.float64)
     sym = a + a.T
     evals = torch.linalg.eigvalsh(sym)
-    top, bottom = lanczos_extremes(lambda q: sym @ q, 40, iters=40)
-    assert top == pytest.approx(float(evals[-1]), rel=1e-8)
-    assert bottom == pytest.approx(float(evals[0]), rel=1e-8)
+    full = lanczos(lambda q: sym @ q, 40, iters=40)
+    assert full.lambda_max == pytest.approx(float(evals[-1]), rel=1e-8)
+    assert full.lambda_min == pytest.approx(float(evals[0]), rel=1e-8)
     # Few iterations: Ritz values lie inside the spectrum (interlacing).
-    top5, bottom5 = lanczos_extremes(lambda q: sym @ q, 40, iters=5)
-    assert evals[0] - 1e-9 <= bottom5 <= top5 <= evals[-1] + 1e-9
+    five = lanczos(lambda q: sym @ q, 40, iters=5)
+    assert evals[0] - 1e-9 <= five.lambda_min <= five.lambda_max <= evals[-1] + 1e-9
 
 
 def test_lanczos_stops_on_breakdown_and_is_deterministic() -> None:
@@ -90,10 +89,11 @@ def test_lanczos_stops_on_breakdown_and_is_deterministic() -> None:
         calls.append(1)
         return diag * q
 
-    result = lanczos_extremes(matvec, 6, iters=30, seed=7)
-    assert result == pytest.approx((5.0, 1.0), rel=1e-10)
+    result = lanczos(matvec, 6, iters=30, seed=7)
+    assert (result.lambda_max, result.lambda_min) == pytest.approx((5.0, 1.0), rel=1e-10)
+    assert result.steps == 3 and result.residual == 0.0
     assert len(calls) == 3
-    assert lanczos_extremes(matvec, 6, iters=30, seed=7) == result
+    assert lanczos(matvec, 6, iters=30, seed=7) == result
 
 
 def test_lanczos_tolerance_stops_early_and_bounds_the_error() -> None:
@@ -213,7 +213,7 @@ def test_user_mistakes_raise_landscape_error() -> None:
     with pytest.raises(LandscapeError, match="batch_size"):
         hvp(model, F.cross_entropy, x, y, None, v, batch_size=0)
     with pytest.raises(LandscapeError, match="iterations"):
-        lanczos_extremes(lambda q: q, 3, iters=0)
+        lanczos(lambda q: q, 3, iters=0)
     with pytest.raises(LandscapeError, match="samples"):
         hutchinson_trace(model, F.cross_entropy, x, y, samples=1)
     with pytest.raises(LandscapeError, match="ignore"):
