@@ -748,8 +748,8 @@ def _points_or_surface(
     "--tol",
     type=click.FloatRange(min=0.0, max=1.0, max_open=True),
     default=None,
-    help="Stop Lanczos at a point once lambda_max and lambda_min are both within this fraction "
-    "of the spectrum's scale [hessian.tol, 0.01].",
+    help="After 20 steps, stop Lanczos at a point once lambda_max and lambda_min both have a "
+    "residual within this fraction of the spectrum's scale [hessian.tol, 0.001].",
 )
 @click.option(
     "--samples",

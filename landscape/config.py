@@ -404,10 +404,10 @@ class HessianConfig:
     # Points per axis over the ranges of surface.x and surface.y, or "surface": the surface's
     # own grid (non-square ones too), so that the map also goes into surface.h5.
     grid: Any = 11
-    # Lanczos steps per point at most; it stops once lambda_max and lambda_min are both within
-    # tol of the spectrum's scale (a residual bound, so the ratio map is good to about tol).
+    # Lanczos steps per point at most; after 20 it stops once lambda_max and lambda_min both have
+    # a residual within tol of the spectrum's scale (hessian.LANCZOS_ITERS, LANCZOS_TOL).
     iters: int = 100
-    tol: float = 1e-2
+    tol: float = 1e-3
     samples: int | None = None  # examples the Hessian is taken over; None: surface.samples
     probes: int = 20  # Hutchinson probes for the trace at the trained weights
     seed: int | None = None  # Lanczos and Hutchinson seed; None: surface.directions.seed

@@ -51,7 +51,7 @@ from .engine import (
     resolve_device,
 )
 from .errors import LandscapeError, check_same_settings
-from .hessian import hessian_extremes, hutchinson_trace
+from .hessian import LANCZOS_ITERS, LANCZOS_TOL, hessian_extremes, hutchinson_trace
 from .stats import HESSIAN_RATIO
 from .surface import Log, ProgressFactory, axis_coords, bn_tensors
 from .train import load_trained
@@ -85,10 +85,10 @@ def iter_curvature(
     targets: Mapping[str, Tensor] | None = None,
     bn_data: Tensor | None = None,
     ignore: str = "biasbn",
-    iters: int = 100,
+    iters: int = LANCZOS_ITERS,
     seed: int = 0,
     batch_size: int = 512,
-    tol: float = 1e-2,
+    tol: float = LANCZOS_TOL,
 ) -> Iterator[dict[str, float]]:
     """Curvature at each point ``w + sum_i c_i d_i``; the model is put back when done or closed.
 
@@ -325,7 +325,8 @@ def fill_grid(
     included, so a rerun continues after the last flushed point. ``limit`` caps the points of
     this call. Returns the number of points computed.
     """
-    done = storage.read_surface(path).done
+    surf = storage.read_surface(path)
+    done, kept = surf.done, set(surf.metrics)
     pending = [tuple(int(v) for v in i) for i in np.argwhere(~done)]
     if limit is not None:
         pending = pending[: max(0, limit)]
@@ -339,7 +340,9 @@ def fill_grid(
         with storage.SurfaceWriter(path) as writer:
             try:
                 for index in pending:
-                    buffer.append((index, work(index)))
+                    # A file from an older version may hold fewer metrics than work gives.
+                    values = {k: v for k, v in work(index).items() if k in kept}
+                    buffer.append((index, values))
                     count += 1
                     if bar is not None:
                         bar.update(1)

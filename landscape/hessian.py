@@ -116,15 +116,21 @@ def hvp(
     return dict(zip(names, out, strict=True))
 
 
+# Lanczos steps at most, relative residual to stop at, and steps before the residual is trusted:
+# the defaults of the Hessian estimates here and of a config's `hessian` section.
+LANCZOS_ITERS = 100
+LANCZOS_TOL = 1e-3
+LANCZOS_MIN_STEPS = 20
+
+
 @dataclass(frozen=True)
 class Lanczos:
     """Extreme Ritz values after ``steps`` Lanczos steps, and how well they have settled.
 
     ``residual`` is the larger of the two Ritz pairs' residual norms ``||H v - theta v||`` over
     the spectrum's scale ``max(|lambda_max|, |lambda_min|)``: each Ritz value lies within that
-    fraction of the scale of an eigenvalue of H, and Ritz values lie inside the spectrum. From a
-    random start vector that eigenvalue is the extreme one except with tiny probability, so the
-    residual bounds the error of ``|lambda_min / lambda_max|`` too.
+    fraction of the scale of an eigenvalue of H (Ritz values lie inside the spectrum). Whether
+    that eigenvalue is the extreme one is not something a residual can tell; see ``lanczos``.
     """
 
     lambda_max: float
@@ -136,14 +142,16 @@ class Lanczos:
 def lanczos(
     matvec: MatVec,
     dim: int,
-    iters: int = 30,
+    iters: int = LANCZOS_ITERS,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
-    tol: float = 0.0,
+    tol: float = LANCZOS_TOL,
+    min_steps: int = LANCZOS_MIN_STEPS,
 ) -> Lanczos:
     """Largest and smallest Ritz values of a symmetric operator after at most ``iters`` Lanczos
-    steps, stopping as soon as both have a relative residual of at most ``tol``.
+    steps, stopping once both have a relative residual of at most ``tol`` after at least
+    ``min_steps`` steps.
 
     Full re-orthogonalization (done twice, which suffices in floating point) keeps the basis
     orthonormal, so no spurious copies of converged eigenvalues appear. Stops early when the
@@ -151,6 +159,9 @@ def lanczos(
     extremes up to rounding. The start vector is drawn on the CPU from ``seed``, so the result
     does not depend on the device. A small negative ``lambda_min`` beside a large
     ``lambda_max`` (a trained net's Hessian) converges slowly: ``tol`` spends the steps it needs.
+    A residual only says that a Ritz value is near *some* eigenvalue: in the first steps the
+    smallest one settles near the bulk of a trained net's spectrum before Lanczos has found a
+    lone negative eigenvalue below it, hence ``min_steps`` before the residual is trusted.
     """
     if dim < 1:
         raise LandscapeError(f"dimension must be >= 1, got {dim}")
@@ -183,7 +194,7 @@ def lanczos(
         if beta <= invariant * scale:
             beta = 0.0
         result = _ritz_extremes(alphas, betas, beta)
-        if j == steps - 1 or beta == 0.0 or result[2] <= tol:
+        if j == steps - 1 or beta == 0.0 or (j + 1 >= min_steps and result[2] <= tol):
             return Lanczos(result[0], result[1], j + 1, result[2])
         betas.append(beta)
         q = w / beta
@@ -232,10 +243,10 @@ def hessian_extremes(
     y: torch.Tensor,
     *,
     ignore: str = "biasbn",
-    iters: int = 30,
+    iters: int = LANCZOS_ITERS,
     seed: int = 0,
     batch_size: int = 512,
-    tol: float = 0.0,
+    tol: float = LANCZOS_TOL,
 ) -> dict[str, float]:
     """``lambda_max``, ``lambda_min`` and the paper's ``ratio`` for the Hessian at the model.
 

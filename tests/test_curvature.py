@@ -132,9 +132,9 @@ def test_coarser_grid_stays_out_of_the_surface_file(surfaced: Any, tmp_path: Pat
     assert surf.shape == (2, 2)
     # Three steps cannot settle a Hessian of this size: each point says how Lanczos ended.
     assert np.all(surf.metrics["lanczos_steps"] <= 3)
-    unsettled = int(np.sum(surf.metrics["lanczos_residual"] > 1e-2))
+    unsettled = int(np.sum(surf.metrics["lanczos_residual"] > 1e-3))
     assert unsettled >= 1
-    message = f"did not reach tolerance 0.01 in 3 steps at {unsettled} of 4 points"
+    message = f"did not reach tolerance 0.001 in 3 steps at {unsettled} of 4 points"
     assert any(message in s for s in said)
     assert HESSIAN_RATIO in read_extra(path)
     assert HESSIAN_RATIO not in read_extra(cfg.surface_path)
@@ -180,3 +180,26 @@ def test_grid_surface_follows_a_non_square_surface_into_its_file(make_config: An
         ConfigError, match="hessian.grid: must be a number of points per axis or surface"
     ):
         HessianOptions(grid="surfce").validate("hessian")
+
+
+def test_a_map_begun_before_lanczos_tolerances_resumes(surfaced: Any) -> None:
+    import h5py
+    import yaml
+
+    cfg = surfaced
+    opts = HessianOptions(grid=2, iters=3, tol=0.0, probes=2)
+    path = compute_hessian_map(cfg, options=opts, limit=2)
+    # Make it the file an older landscape wrote: no Lanczos metrics, no tol in its fingerprint.
+    with h5py.File(path, "r+") as f:
+        for name in ("lanczos_steps", "lanczos_residual"):
+            del f[name]
+        f.attrs["metrics"] = [m for m in f.attrs["metrics"] if not m.startswith("lanczos_")]
+        settings = yaml.safe_load(f.attrs["hessian_fingerprint"])
+        del settings["tol"]
+        f.attrs["hessian_fingerprint"] = yaml.safe_dump(settings, sort_keys=True)
+    compute_hessian_map(cfg, options=opts)  # resumes with the same settings
+    surf = read_surface(path)
+    assert surf.complete and "lanczos_steps" not in surf.metrics
+    assert np.all(np.isfinite(surf.metrics["ratio"]))
+    with pytest.raises(LandscapeError, match="tol: 0.0 in the file, 0.001 now"):
+        compute_hessian_map(cfg, options=HessianOptions(grid=2, iters=3, probes=2))

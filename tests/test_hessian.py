@@ -96,27 +96,36 @@ def test_lanczos_stops_on_breakdown_and_is_deterministic() -> None:
     assert lanczos(matvec, 6, iters=30, seed=7) == result
 
 
-def test_lanczos_tolerance_stops_early_and_bounds_the_error() -> None:
-    # A trained net's spectrum: a few large eigenvalues, a bulk in [0, 1] and a small negative
-    # one, which few steps leave too shallow.
+def _trained_like_spectrum(lambda_min: float, n: int = 800) -> torch.Tensor:
+    """A symmetric matrix with a trained net's kind of spectrum: a few large eigenvalues, a bulk
+    in [0, 8] and one small negative eigenvalue."""
     gen = torch.Generator().manual_seed(0)
-    top = torch.tensor([100.0, 60.0, 30.0, -0.1], dtype=torch.float64)
-    evals = torch.cat([top, torch.rand(396, generator=gen, dtype=torch.float64)])
-    basis, _ = torch.linalg.qr(torch.randn(400, 400, generator=gen, dtype=torch.float64))
-    sym = basis @ torch.diag(evals) @ basis.T
-    few = lanczos(lambda q: sym @ q, 400, iters=10, seed=1)
-    assert few.lambda_min > -0.09  # not there yet, and its residual says so
-    assert few.residual > 1e-4
-    steps = []
-    for tol in (1e-4, 1e-6):
-        r = lanczos(lambda q: sym @ q, 400, iters=400, seed=1, tol=tol)
-        assert r.residual <= tol
-        # Within tol of the spectrum's scale (100) of the true extremes.
-        assert abs(r.lambda_max - 100.0) <= tol * 100
-        assert abs(r.lambda_min - (-0.1)) <= tol * 100
-        steps.append(r.steps)
-    assert steps[0] < steps[1] < 400
-    assert lanczos(lambda q: sym @ q, 400, iters=400, seed=1, tol=1e-4).steps == steps[0]
+    top = torch.tensor([100.0, 60.0, 30.0, lambda_min], dtype=torch.float64)
+    evals = torch.cat([top, 8 * torch.rand(n - 4, generator=gen, dtype=torch.float64)])
+    basis, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return (basis * evals) @ basis.T
+
+
+@pytest.mark.parametrize("lambda_min", [-0.3, -3.0, -10.0])
+def test_lanczos_tolerance_finds_the_lone_negative_eigenvalue(lambda_min: float) -> None:
+    sym = _trained_like_spectrum(lambda_min)
+    for seed in range(3):
+        r = lanczos(lambda q: sym @ q, sym.shape[0], seed=seed)  # the defaults
+        assert 20 <= r.steps <= 100 and r.residual <= 1e-3
+        assert abs(r.lambda_max - 100.0) <= 1e-3 * 100
+        # The ratio map's number: close to the truth, not a convex-looking 0.
+        assert abs(r.lambda_min / r.lambda_max) == pytest.approx(-lambda_min / 100, abs=1e-3)
+
+
+def test_lanczos_stops_at_its_tolerance_after_its_minimum_steps() -> None:
+    sym = _trained_like_spectrum(-0.3)
+    loose = lanczos(lambda q: sym @ q, 800, iters=400, tol=1e-2)
+    tight = lanczos(lambda q: sym @ q, 800, iters=400, tol=1e-8)
+    assert loose.steps == 20 and loose.residual <= 1e-2
+    assert 20 < tight.steps < 400 and tight.residual <= 1e-8
+    few = lanczos(lambda q: sym @ q, 800, iters=5, tol=1e-2)
+    assert few.steps == 5 and few.residual > 1e-2  # cut short, and it says so
+    assert lanczos(lambda q: sym @ q, 800, iters=400, tol=1e-8) == tight
     with pytest.raises(LandscapeError, match="tolerance"):
         lanczos(lambda q: q, 3, tol=-1.0)
 
