@@ -26,9 +26,9 @@ from . import directions as _dirs
 from . import storage
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint
 from .config import DIR_TYPES, LOSSES, NORMS, PRECISIONS, EngineConfig, resolve_dir_type
-from .data import subset_indices
+from .data import is_integer, subset_indices
 from .directions import Direction, target_tensors
-from .engine import EvalSet, logits, resolve_device
+from .engine import EvalSet, is_scores, logits, resolve_device
 from .errors import LandscapeError
 from .rewrite import copy_module
 from .surface import MetricFn, SurfaceJob, axis_coords, provenance_attrs, run_job
@@ -474,12 +474,11 @@ def _gives_scores(net: nn.Module, x: Tensor, loss: Any) -> bool:
         out = net(x)
     if isinstance(loss, str):
         logits(out)
-    return isinstance(out, Tensor) and out.dim() == 2 and len(out) == len(x) and out.shape[1] > 1
+    return is_scores(out, len(x))
 
 
 def _is_labels(t: Tensor) -> bool:
-    integer = not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
-    return t.dim() == 1 and integer
+    return t.dim() == 1 and is_integer(t)
 
 
 # ----------------------------------------------------------------------------- checks

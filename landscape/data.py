@@ -123,13 +123,17 @@ def subset_indices(total: int, n: int | None, seed: int) -> Tensor:
     return torch.randperm(total, generator=_generator(seed))[:n].sort().values
 
 
+def is_integer(t: Tensor) -> bool:
+    """Whether a tensor holds integers (class labels, token ids), not floats or booleans."""
+    return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+
 def as_eval_tensors(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Inputs and targets as evaluation takes them: floating inputs in float32 (integer ones,
     such as token ids, as they are), integer labels in int64 (what the losses index with)."""
     if x.is_floating_point():
         x = x.to(torch.float32)
-    integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
-    return x, y.to(torch.int64) if integer else y
+    return x, y.to(torch.int64) if is_integer(y) else y
 
 
 def dataset_to_tensors(

@@ -94,6 +94,12 @@ def logits(out: object, points: bool = False) -> Tensor:
     return out
 
 
+def is_scores(out: object, n: int) -> bool:
+    """Whether a model's output for n examples is (n, classes) scores, 2 classes or more: the
+    outputs accuracy takes the argmax of."""
+    return isinstance(out, Tensor) and out.dim() == 2 and len(out) == n and out.shape[1] > 1
+
+
 def mean_loss(name: str) -> LossFn:
     """The named loss as a mean over the batch (make_loss sums, for exact accumulation)."""
     summed = make_loss(name)

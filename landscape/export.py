@@ -119,14 +119,15 @@ def _upsample(x: np.ndarray, y: np.ndarray, z: np.ndarray, k: int) -> tuple[np.n
     if k == 1:
         return x, y, z
 
-    def refine(c: np.ndarray) -> np.ndarray:
-        t = np.linspace(0.0, len(c) - 1.0, (len(c) - 1) * k + 1)
-        return np.interp(t, np.arange(len(c)), c)
-
-    xf, yf = refine(x), refine(y)
+    # In index space, so descending (or uneven) coordinates refine the same way; within a cell
+    # the coordinates are linear in the index, so this is bilinear in them too.
+    tx = np.linspace(0.0, len(x) - 1.0, (len(x) - 1) * k + 1)
+    ty = np.linspace(0.0, len(y) - 1.0, (len(y) - 1) * k + 1)
+    ix, iy = np.arange(len(x)), np.arange(len(y))
+    xf, yf = np.interp(tx, ix, x), np.interp(ty, iy, y)
     # Bilinear on a rectilinear grid is separable: interpolate along x per row, then along y.
-    rows = np.stack([np.interp(xf, x, row) for row in z])  # (ny, nxf)
-    zf = np.stack([np.interp(yf, y, col) for col in rows.T], axis=1)  # (nyf, nxf)
+    rows = np.stack([np.interp(tx, ix, row) for row in z])  # (ny, nxf)
+    zf = np.stack([np.interp(ty, iy, col) for col in rows.T], axis=1)  # (nyf, nxf)
     return xf, yf, zf
 
 

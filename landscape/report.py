@@ -255,7 +255,7 @@ def _viewer(i: int, surf: SurfaceData, metric: str, draw: str) -> str:
     z = np.asarray(one.metrics[metric], dtype=np.float64)[::step, ::step]  # (ny, nx)
     data = {
         "metric": metric.replace("_", " "),
-        "is_loss": not metric.endswith("_acc"),
+        "is_loss": plot.lower_is_better(metric),
         "x": one.x[::step].tolist(),
         "y": one.y[::step].tolist(),
         "z": [[float(v) if math.isfinite(v) else None for v in row] for row in z.tolist()],

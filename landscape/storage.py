@@ -10,7 +10,8 @@ Layout of a landscape surface file (schema version 1)::
                        1D: [ix]        2D: [iy, ix]   (rows are y, columns are x, as in meshgrid)
                        with repeats K > 1 a leading axis: [k, ix] or [k, iy, ix]
     /done              bool, same shape: True where the point has been evaluated
-    /directions/r<k>/d<i>/<parameter name>   the directions, keyed by parameter name
+    /directions/r<k>/d<i>/<parameter name>   the directions, keyed by parameter name ('/' in a
+                       name written '%2F', '%' as '%25')
     /extra/<name>      optional arrays added by other commands (trajectories, Hessian maps)
     attributes         schema, schema_version, config (YAML), checkpoint path and sha256,
                        seeds, normalization, precision, ...

@@ -8,6 +8,7 @@ the grid and the data, all ready) and hands it to `run_job`, which fills a file 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from .engine import (
     PointEvaluator,
     autocast_context,
     first_inputs,
+    is_scores,
     mean_loss,
     resolve_batch_size,
     resolve_device,
@@ -196,12 +198,14 @@ def run_job(
             else:
                 writer = storage.SurfaceWriter(target)
         started = _now()
+        # Counted now: in memory, `done` is the array the run fills.
+        done_before = int(np.sum(done)) if done is not None else 0
         try:
             _evaluate(job, pending, writer, progress, dist_info)
         finally:
             # Also after Ctrl-C: the points this run did finish are in the file.
-            if dist_info.rank == 0 and done is not None:
-                _record_run(job, target, started, int(np.sum(done)))
+            if dist_info.rank == 0:
+                _record_run(job, target, started, done_before)
     return target
 
 
@@ -230,9 +234,13 @@ def _record_run(
         entry["points"] = int(np.sum(target.done)) - done_before
         target.attrs["history"] = storage.with_history(target.attrs.get("history"), entry)
         return
-    entry["points"] = int(np.sum(storage.read_surface(target).done)) - done_before
-    with storage.SurfaceWriter(target) as writer:
-        writer.add_history(entry)
+    try:
+        entry["points"] = int(np.sum(storage.read_surface(target).done)) - done_before
+        with storage.SurfaceWriter(target) as writer:
+            writer.add_history(entry)
+    except (OSError, LandscapeError) as e:
+        # A record that cannot be written must not hide why the run stopped, nor lose points.
+        warnings.warn(f"{target}: could not add this run to its history ({e})", stacklevel=2)
 
 
 def _empty_surface(job: SurfaceJob) -> storage.SurfaceData:
@@ -303,6 +311,7 @@ def _evaluate(
         by_draw: dict[int, list[tuple[int, ...]]] = {}
         for idx in pending:
             by_draw.setdefault(idx[0] if len(job.draws) > 1 else 0, []).append(idx)
+        sample = first_inputs(data[job.splits[0]]) if job.fast else None
         for k, indices in by_draw.items():
             origin, dirs = job.draws[k]
             with torch.no_grad():
@@ -319,7 +328,7 @@ def _evaluate(
                 bn_data=bn_data,
                 engine=job.engine if job.fast else None,
                 work=len(indices) * sum(len(ds) for ds in data.values()),
-                sample=first_inputs(data[job.splits[0]]) if job.fast else None,
+                sample=sample,
             )
             if job.fast:
                 measure = _engine_measure(ev, data)
@@ -372,7 +381,7 @@ def _measure_split(model: nn.Module, ds: EvalData, job: SurfaceJob) -> dict[str,
             out = model(xb)
             for name, fn in fns.items():
                 sums[name] += _scalar(name, fn(out, yb)) * len(yb)
-            scored = scored and _is_logits(out, yb)
+            scored = scored and is_scores(out, len(yb))
             if job.accuracy and scored:
                 correct += (out.argmax(dim=1) == yb).sum()
             n += len(yb)
@@ -381,11 +390,6 @@ def _measure_split(model: nn.Module, ds: EvalData, job: SurfaceJob) -> dict[str,
         # Outputs that are not (B, classes) scores have no accuracy.
         result["acc"] = 100.0 * int(correct) / n if scored else float("nan")
     return {k: result[k] for k in ("loss", *(["acc"] if job.accuracy else []), *job.extra)}
-
-
-def _is_logits(out: Any, labels: Tensor) -> bool:
-    """Whether the outputs are (B, classes) scores that accuracy can take the argmax of."""
-    return isinstance(out, Tensor) and out.dim() == 2 and len(out) == len(labels)
 
 
 def _scalar(name: str, value: Any) -> Tensor:

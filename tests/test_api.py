@@ -435,3 +435,14 @@ def test_import_landscape_stays_light() -> None:
     assert out.stdout.strip() == "[]"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         landscape.nope  # noqa: B018
+
+
+def test_an_in_memory_surface_records_its_points_in_the_history() -> None:
+    import json
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    x, y = torch.randn(12, 4), torch.randint(0, 3, (12,))
+    surface = landscape.loss_surface(model, (x, y), x=(-1, 1, 3), y=(-1, 1, 2), device="cpu")
+    (run,) = json.loads(surface.data.attrs["history"])
+    assert run["points"] == 6 and run["device"] == "cpu"

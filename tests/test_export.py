@@ -158,6 +158,14 @@ def test_vtp_normals_point_up_on_descending_grids(tmp_path: Path, flip: str) -> 
     a, b, c = pts[quads[:, 0]], pts[quads[:, 1]], pts[quads[:, 2]]
     normal_z = np.cross(b - a, c - b)[:, 2]
     assert (normal_z > 0).all()
+    # Refined, the mesh keeps every measured point and its x, y (bilinear in between).
+    fine = parse_vtp(export_surface(path, "vtp", tmp_path / "fine.vtp", interpolate=2))
+    pts = fine["points"]
+    assert isinstance(pts, np.ndarray)
+    grid_pts = pts.reshape(2 * NY - 1, 2 * NX - 1, 3)[::2, ::2]
+    np.testing.assert_array_equal(grid_pts[..., 2], z)
+    np.testing.assert_array_equal(grid_pts[0, :, 0], x)
+    np.testing.assert_array_equal(grid_pts[:, 0, 1], y)
 
 
 def test_vtp_interpolation_keeps_the_grid_points(surf2d: Path, tmp_path: Path) -> None:

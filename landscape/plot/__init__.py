@@ -19,7 +19,7 @@ from .figures import (
     plot_trajectory,
     save_figure,
 )
-from .scales import DEFAULT_LEVELS, surface3d_heights
+from .scales import DEFAULT_LEVELS, lower_is_better, surface3d_heights
 
 __all__ = [
     "CMAP",
@@ -27,6 +27,7 @@ __all__ = [
     "FIG_FORMATS",
     "KINDS_1D",
     "KINDS_2D",
+    "lower_is_better",
     "metric_label",
     "plot_compare",
     "plot_file",

@@ -32,7 +32,7 @@ from .scales import (
     contour_levels,
     diverged_above,
     extend_of,
-    is_loss,
+    lower_is_better,
     masked_values,
     surface3d_heights,
 )
@@ -605,8 +605,8 @@ def _plot_line(
 ) -> Figure:
     """A 1D surface: losses on the left axis, accuracies on a twin right axis."""
     names = [pick_metric(surf, metric)] if metric is not None else list(surf.metrics)
-    losses = [n for n in names if is_loss(n)]
-    accs = [n for n in names if not is_loss(n)]
+    losses = [n for n in names if lower_is_better(n)]
+    accs = [n for n in names if not lower_is_better(n)]
     # Each split keeps one line style on both axes: train solid, test dashed, ...
     splits = list(dict.fromkeys(n.rsplit("_", 1)[0] for n in names))
     styles = ["-", "--", ":", "-."]

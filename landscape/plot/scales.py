@@ -38,7 +38,8 @@ _SURFACE3D_POINTS = 100
 Levels = int | Sequence[float] | None
 
 
-def is_loss(metric: str) -> bool:
+def lower_is_better(metric: str) -> bool:
+    """Every metric but an accuracy reads like a loss: low is good, high is clipped."""
     return not metric.endswith("_acc")
 
 
@@ -83,7 +84,7 @@ def color_range(
         hi = scaled(vmax, log, "vmax")
     else:
         hi = dmax
-        if is_loss(metric) and not log:
+        if lower_is_better(metric) and not log:
             cap = dmin + _ROBUST_SPAN * (float(np.median(finite)) - dmin)
             if cap > lo:
                 # The largest value under the cap: a smooth rim ends near the cap, while a
