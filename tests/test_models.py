@@ -213,21 +213,3 @@ def test_bad_architecture_arguments() -> None:
         VGG([64, "X"])
     with pytest.raises(LandscapeError, match="compression"):
         DenseNet([2, 2], compression=0.0)
-
-
-@pytest.mark.parametrize("name", ["resnet56", "resnet20_noshort", "vgg9", "densenet121"])
-def test_initialisation_is_the_papers_code(name: str) -> None:
-    # Kaiming normal over fan-in for convolutions, N(0, 1e-3) for Linear, zero biases, BN = 1, 0.
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=10, in_channels=3)
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    weights = torch.cat([(m.weight / (2.0 / m.weight[0].numel()) ** 0.5).flatten() for m in convs])
-    assert weights.std().item() == pytest.approx(1.0, abs=0.02)
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            assert m.weight.std().item() == pytest.approx(1e-3, rel=0.1)
-            assert m.bias is None or not m.bias.any()
-        if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
-            assert not m.bias.any()
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            assert bool((m.weight == 1).all()) and not m.bias.any()

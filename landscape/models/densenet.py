@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.errors import LandscapeError
-from landscape.models.init import paper_init
+from landscape.models.init import kaiming_init
 from landscape.models.registry import register_model
 
 
@@ -90,7 +90,7 @@ class DenseNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(ch, num_classes)
 
-        paper_init(self)
+        kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # (B, 2g, H, W)

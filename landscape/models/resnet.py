@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.errors import LandscapeError, did_you_mean
-from landscape.models.init import paper_init
+from landscape.models.init import kaiming_init
 from landscape.models.registry import register_model
 
 ShortcutKind = Literal["conv", "resnet_d"]
@@ -139,7 +139,7 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(in_ch, num_classes)
 
-        paper_init(self)
+        kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # (B, 16k, H, W)
