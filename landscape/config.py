@@ -157,9 +157,13 @@ class TrainConfig:
     workers: int = 0
     precision: str = "float32"  # float32 | bf16 (autocast) | auto (bf16 where the device has it)
     channels_last: bool = True
+    # The initial weights: the model's own (Kaiming for the bundled nets), or "paper": the
+    # paper's code's (models.init.paper_init; Kaiming fan-in, N(0, 1e-3) Linear).
+    init: str = "model"
 
     def validate(self, key: str) -> None:
         _choice(self.optimizer, ("sgd", "adam"), f"{key}.optimizer")
+        _choice(self.init, ("model", "paper"), f"{key}.init")
         _choice(self.precision, ("float32", "bf16", "auto"), f"{key}.precision")
         _choice(self.schedule, ("step", "cosine", "constant"), f"{key}.schedule")
         for name in ("epochs", "batch_size", "save_every"):

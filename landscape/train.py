@@ -134,6 +134,8 @@ def train(
         if existing.exists():
             stored = load_checkpoint(existing).get("train_fingerprint")
             if stored is not None:
+                # Checkpoints from before train.init began from the model's own weights.
+                stored.get("train", {}).setdefault("init", "model")
                 check_same_settings(existing, _weights_settings(stored), fp, made="trained")
     if final.exists():
         log(f"already trained: {final}")
@@ -149,6 +151,10 @@ def train(
     # Nothing between the seed and the model: a data function called here could draw from the
     # random generator and change the initial weights.
     model = build_model(cfg, margs).to(dev)
+    if t.init == "paper":
+        from .models.init import paper_init
+
+        paper_init(model)
     channels_last = t.channels_last
     if channels_last and not channels_last_works(model.eval(), tx[:2].to(dev)):
         log(

@@ -587,5 +587,6 @@ def test_paper_configs_follow_the_papers_code(name: str) -> None:
     assert cfg.compare.levels == PAPER_LEVELS and cfg.compare.vmax == 10
     for run in expand_runs(cfg):
         assert run.plot.levels == PAPER_LEVELS
+        assert run.train.init == "paper", run.run
         # The deepest plain net trained at 0.01 in the paper; the others at 0.1.
         assert run.train.lr == (0.01 if run.model.name == "resnet110_noshort" else 0.1), run.run

@@ -290,3 +290,39 @@ def test_adam_trains_and_differs_from_sgd(train_config: Callable[..., Config]) -
     assert all(torch.isfinite(v.float()).all() for v in adam.values())
     assert not torch.equal(adam["conv1.weight"], sgd["conv1.weight"])
     assert [int(r["epoch"]) for r in _rows(adam_cfg)] == [1]
+
+
+def test_paper_init_starts_from_the_papers_code_weights(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch import nn
+
+    mine = train_config("own", train={"epochs": 1})
+    train(mine, progress=False)
+    own = _weights(mine.checkpoint_dir / "epoch_000.pt")
+    cfg = train_config("paper", train={"init": "paper", "epochs": 1})
+    train(cfg, progress=False)
+    start = _weights(cfg.checkpoint_dir / "epoch_000.pt")
+    model = build_model(cfg)
+    model.load_state_dict(start)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(m.weight.std().item() == pytest.approx(1e-3, rel=0.3) for m in linears)
+    assert all(m.bias is None or not m.bias.any() for m in linears)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for m in convs:  # Kaiming over fan-in: std sqrt(2 / fan_in)
+        fan_in = m.weight[0].numel()
+        assert m.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.3)
+    # The model's own initialisation (the default) is another one.
+    assert not all(torch.equal(start[k], own[k]) for k in start)
+
+    # A checkpoint from before train.init (no init in its fingerprint) resumes as "model".
+    _interrupt_at_epoch(monkeypatch, 1)
+    old = train_config("old", train={"epochs": 2})
+    with pytest.raises(KeyboardInterrupt):
+        train(old, progress=False)
+    monkeypatch.undo()
+    last = old.checkpoint_dir / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    del ck["train_fingerprint"]["train"]["init"]
+    torch.save(ck, last)
+    assert train(old, progress=False).exists()
