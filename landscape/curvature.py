@@ -24,7 +24,6 @@ attributes of hessian.h5.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +51,7 @@ from .engine import (
 )
 from .errors import LandscapeError, check_same_settings
 from .hessian import LANCZOS_ITERS, LANCZOS_TOL, hessian_extremes, hutchinson_trace
+from .rewrite import copy_module
 from .stats import HESSIAN_RATIO
 from .surface import Log, ProgressFactory, axis_coords, bn_tensors
 from .train import load_trained
@@ -227,16 +227,16 @@ def compute_hessian_map(
         }
         storage.create_surface_file(path, xs, ys, metrics, [dirs], attrs)
 
+    bn_data = bn_tensors(cfg, dev)
     if "center_trace" not in storage.read_attrs(path):
         log(
             f"Hessian at the trained weights ({len(data)} examples, at most {opts.iters} Lanczos "
             f"steps, tolerance {opts.tol:g})"
         )
-        center = _center(model, trained, loss_fn, data, opts.probes, est)
+        center = _center(model, trained, loss_fn, data, opts.probes, est, bn_data)
         with storage.SurfaceWriter(path) as w:
             w.set_attrs({f"center_{k}": v for k, v in center.items()})
 
-    bn_data = bn_tensors(cfg, dev)
     plain = make_loss(scfg.loss)
     ev = PointEvaluator(model, targets, dirs, bn_data=bn_data)
     with ev.session():
@@ -372,10 +372,15 @@ def _center(
     data: EvalSet,
     probes: int,
     est: dict[str, Any],
+    bn_data: Tensor | None = None,
 ) -> dict[str, float]:
-    """Extremes and trace at the trained weights (on a copy, so the grid's origin stays put)."""
-    at = copy.deepcopy(model)
+    """Extremes and trace at the trained weights (on a copy, so the grid's origin stays put),
+    with BatchNorm statistics re-estimated there when the grid's points have theirs
+    (``bn_data``, for ``bn: recompute``)."""
+    at = copy_module(model)
     at.load_state_dict(trained)
+    if bn_data is not None:
+        PointEvaluator(at, target_tensors(at, "weights"), [], bn_data=bn_data).recompute_bn()
     out = hessian_extremes(at, loss_fn, data.x, data.y, **est)
     trace, err = hutchinson_trace(
         at,

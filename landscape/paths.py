@@ -19,7 +19,6 @@ change the loss along the path.
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from .config import Config, TrajectoryConfig, data_settings
 from .directions import target_tensors
 from .engine import PointEvaluator, resolve_device
 from .errors import LandscapeError, check_same_settings
+from .rewrite import copy_module
 from .surface import (
     Log,
     ProgressFactory,
@@ -156,7 +156,7 @@ def compute_trajectory(
         ev = PointEvaluator(model, targets, dirs, **evaluator)
         with ev.session():
             projected = [ev.evaluate(tuple(c), data())[metric] for c in extra["path_xy"][0]]
-        probe = copy.deepcopy(model)
+        probe = copy_module(model)
         actual = []
         for _, p in ckpts:
             load_state_into(probe, load_checkpoint(p)["state_dict"], f"checkpoint {p}")

@@ -203,3 +203,14 @@ def test_a_map_begun_before_lanczos_tolerances_resumes(surfaced: Any) -> None:
     assert np.all(np.isfinite(surf.metrics["ratio"]))
     with pytest.raises(LandscapeError, match="tol: 0.0 in the file, 0.001 now"):
         compute_hessian_map(cfg, options=HessianOptions(grid=2, iters=3, probes=2))
+
+
+def test_the_centre_numbers_are_the_maps_origin_with_recomputed_bn(
+    make_config: Callable[..., Any],
+) -> None:
+    cfg = make_config(surface={"x": [-1, 1, 3], "y": [-1, 1, 3], "bn": "recompute"})
+    path = compute_hessian_map(cfg, options=HessianOptions(grid=3, iters=6, tol=0.0, probes=2))
+    center, surf = read_center(path), read_surface(path)
+    for name in ("lambda_max", "lambda_min"):
+        # The same weights and BatchNorm statistics: the same Hessian at (0, 0).
+        assert center[name] == pytest.approx(surf.metrics[name][1, 1], rel=1e-5, abs=1e-8), name
