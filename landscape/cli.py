@@ -482,10 +482,20 @@ def reproduce(job: _Job) -> None:
     "--metric", default=None, help="Metric to analyse (default: train_loss, else test_loss)."
 )
 @_TITLES
+@click.option(
+    "--fit-radius",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Curvature: fit a parabola to the points within this distance of the centre [0.2].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_fail_cleanly
 def stats(
-    files: tuple[str, ...], metric: str | None, titles: list[str] | None, as_json: bool
+    files: tuple[str, ...],
+    metric: str | None,
+    titles: list[str] | None,
+    fit_radius: float | None,
+    as_json: bool,
 ) -> None:
     """Numbers for surfaces: curvature, sharpness, basin width, non-convexity, roughness.
 
@@ -497,15 +507,16 @@ def stats(
     import json
 
     from .metrics import stats_to_jsonable
-    from .stats import compare_stats, file_stats, format_stats
+    from .stats import StatsOptions, compare_stats, file_stats, format_stats
 
+    options = StatsOptions() if fit_radius is None else StatsOptions(fit_radius=fit_radius)
     if len(files) == 1:
-        result = file_stats(files[0], metric=metric)
+        result = file_stats(files[0], metric=metric, options=options)
         click.echo(
             json.dumps(stats_to_jsonable(result), indent=2) if as_json else format_stats(result)
         )
         return
-    result, table = compare_stats(list(files), titles=titles, metric=metric)
+    result, table = compare_stats(list(files), titles=titles, metric=metric, options=options)
     click.echo(json.dumps(stats_to_jsonable(result), indent=2) if as_json else table)
 
 

@@ -543,6 +543,20 @@ def load_config(
     return config_from_dict(raw, overrides=overrides, profile=profile, file=str(path))
 
 
+# Config fields the program sets, not the user: the run's name within a figure config, the file
+# it came from, the profile re-applied over every run. Never suggested for a typo; `--set` and a
+# config file may not set `source` and `active_profile`, and `--set` not `run` (use --run).
+_INTERNAL = ("run", "source", "active_profile")
+
+
+def _refuse_internal(key: str, file: str | None, also_run: bool) -> None:
+    top = key.split(".", 1)[0]
+    if top in _INTERNAL[0 if also_run else 1 :]:
+        public = [f.name for f in dataclasses.fields(Config) if f.name not in _INTERNAL]
+        hint = did_you_mean(top, public, quote=True)
+        raise ConfigError(f"unknown key{hint}", file=file, key=key)
+
+
 def config_from_dict(
     raw: dict[str, Any],
     overrides: list[str] | tuple[str, ...] = (),
@@ -551,6 +565,8 @@ def config_from_dict(
 ) -> Config:
     """Build and validate a Config from a plain dict (as read from YAML)."""
     raw = copy.deepcopy(raw)
+    for key in raw:
+        _refuse_internal(str(key), file, also_run=False)
     raw.setdefault("name", Path(file).stem if file else "experiment")
     if profile is not None:
         profiles = raw.get("profiles") or {}
@@ -747,6 +763,7 @@ def apply_override(raw: dict[str, Any], item: str, file: str | None = None) -> d
         raise ConfigError(f"--set expects key.path=value, got {item!r}", file=file)
     key, _, text = item.partition("=")
     key = key.strip()
+    _refuse_internal(key, file, also_run=True)
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -774,7 +791,7 @@ def _build(cls: type, data: Any, key: str) -> Any:
     for k, v in data.items():
         sub = f"{key}.{k}" if key else str(k)
         if k not in fields:
-            hint = did_you_mean(str(k), fields, quote=True)
+            hint = did_you_mean(str(k), [f for f in fields if f not in _INTERNAL], quote=True)
             raise ConfigError(f"unknown key{hint}", key=sub)
         kwargs[k] = _coerce(hints[k], v, sub)
     return cls(**kwargs)

@@ -120,6 +120,14 @@ def file_stats(
         stats = {k: Estimate.from_values([v]) for k, v in surface_stats(surf, name, **kw).items()}
     if surf.attrs.get("dir_kind") == "line":
         stats.update(_barrier(surf, name, opts, notes))
+    for axis in range(surf.ndim):
+        used = stats.get(f"curvature_points_d{axis + 1}")
+        if used is not None and used.mean < 3:
+            notes.append(
+                f"no curvature along direction {axis + 1}: the fit takes the grid points within "
+                f"{opts.fit_radius:g} of the centre and this grid has {used.mean:.0f} there; "
+                "refine the grid or raise the fit radius (--fit-radius)"
+            )
 
     return {
         "title": surf.title,

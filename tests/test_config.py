@@ -590,3 +590,23 @@ def test_paper_configs_follow_the_papers_code(name: str) -> None:
         assert run.train.init == "paper", run.run
         # The deepest plain net trained at 0.01 in the paper; the others at 0.1.
         assert run.train.lr == (0.01 if run.model.name == "resnet110_noshort" else 0.1), run.run
+
+
+@pytest.mark.parametrize("item", ["active_profile=1", "source=x", "run=x", "nosuch=1"])
+def test_set_cannot_reach_the_programs_own_fields(item: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("name: c\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [item])
+    message = str(info.value)
+    assert "unknown key" in message and "\n" not in message
+    assert not any(f"'{k}'" in message for k in ("source", "active_profile", "run"))
+
+
+def test_a_config_file_cannot_set_the_programs_own_fields(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("name: c\nactive_profile: {train: {epochs: 1}}\n")
+    with pytest.raises(ConfigError, match="active_profile: unknown key"):
+        load_config(path)
+    path.write_text("name: c\nrun: r1\n")  # a run's saved config names its run: it loads
+    assert load_config(path).run == "r1"

@@ -265,3 +265,22 @@ def test_an_original_codes_file_claims_no_direction_kind(tmp_path: Path) -> None
     text = format_stats(file_stats(path, options=FAST))
     assert "directions of unknown kind" in text
     assert "norm" not in text.splitlines()[1] and "random" not in text
+
+
+def test_a_grid_too_coarse_for_curvature_says_why_and_the_radius_can_grow(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    x = y = np.linspace(-1, 1, 3)
+    path = write_surface_file(tmp_path / "c.h5", x, y, {"train_loss": np.add.outer(2 * y**2, x**2)})
+    s = file_stats(path)
+    assert math.isnan(s["stats"]["curvature_d1"].mean)
+    assert any("no curvature along direction 1" in n and "has 1 there" in n for n in s["notes"])
+    wide = file_stats(path, options=StatsOptions(fit_radius=1.0))
+    assert wide["stats"]["curvature_d1"].mean == pytest.approx(2.0)
+    assert wide["stats"]["curvature_d2"].mean == pytest.approx(4.0)
+    assert not any("no curvature" in n for n in wide["notes"])
+    out = CliRunner().invoke(main, ["stats", str(path), "--fit-radius", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["stats"]["curvature_d2"]["mean"] == pytest.approx(4.0)
