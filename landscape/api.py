@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -56,6 +56,14 @@ class DirectionSet(NamedTuple):
 
     origin: dict[str, Tensor]
     directions: list[Direction]
+
+    def __repr__(self) -> str:  # the tensors themselves would fill a notebook
+        values = sum(t.numel() for t in self.directions[0].values()) if self.directions else 0
+        tensors = len(self.directions[0]) if self.directions else 0
+        return (
+            f"DirectionSet({len(self.directions)} direction(s) over {tensors} tensors, "
+            f"{values:,} values each; origin: {len(self.origin)} state entries)"
+        )
 
 
 # ----------------------------------------------------------------------------- models
@@ -165,7 +173,7 @@ def loss_surface(
     data: SplitData | Mapping[str, SplitData],
     *,
     x: AxisSpec = (-1.0, 1.0, 21),
-    y: AxisSpec | None = (-1.0, 1.0, 21),
+    y: AxisSpec | None | Literal["auto"] = "auto",
     directions: Sequence[Direction] | DirectionSet | None = None,
     norm: str = "filter",
     ignore: str = "biasbn",
@@ -190,7 +198,8 @@ def loss_surface(
     data: (inputs, targets) tensors, a Dataset, a DataLoader, or a dict of those by split name
       ({"train": ..., "test": ...}); one value alone is the split "train". `samples` takes a
       seeded subset (data_seed) of each split.
-    x, y: (min, max, num) of each axis; y=None for a 1D curve.
+    x, y: (min, max, num) of each axis; y=None for a 1D curve. y='auto' (the default) is
+      (-1, 1, 21), or None when `directions` holds one direction (a line).
     directions: None for seeded random ones (norm, ignore, dir_type, seed as in a config),
       a list of direction dicts (e.g. from random_directions), or a DirectionSet from
       line_directions / plane_directions.
@@ -211,6 +220,9 @@ def loss_surface(
     """
     metrics = dict(metrics or {})
     _check_options(loss, metrics, norm, ignore, dir_type, precision, bn, batch_size, samples)
+    if y == "auto":
+        given = directions.directions if isinstance(directions, DirectionSet) else directions
+        y = None if given is not None and len(given) == 1 else (-1.0, 1.0, 21)
     xs = _axis("x", x)
     ys = None if y is None else _axis("y", y)
     dev = resolve_device(str(device))

@@ -426,7 +426,12 @@ def compare(
 @click.option("--format", "fmt", type=click.Choice(["vtp", "csv", "npz"]), required=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--metric", default=None)
-@click.option("--log", "log_scale", is_flag=True, help="VTP: log(value + 0.1) heights.")
+@click.option(
+    "--log",
+    "log_scale",
+    is_flag=True,
+    help="VTP: natural-log heights, ln(value + 0.1), as the paper's renders.",
+)
 @click.option("--zmax", type=float, default=None, help="VTP: clip heights above this value.")
 @click.option(
     "--repeat",

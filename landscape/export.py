@@ -93,7 +93,7 @@ def export_surface(
 def height_field(
     surf: SurfaceData, metric: str, log: bool = False, zmax: float | None = None
 ) -> np.ndarray:
-    """The [iy, ix] heights of a VTK render: clipped at `zmax`, then log(value + 0.1) if `log`.
+    """The [iy, ix] heights of a VTK render: clipped at `zmax`, then ln(value + 0.1) if `log`.
 
     Non-finite values (diverged or not computed) become `zmax`, or the finite maximum when no
     `zmax` is given, so the mesh has no holes and no spikes.

@@ -334,6 +334,11 @@ def compare_table(
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if len(runs) >= 2 and all(r[-1] == "n/a" for r in rows[1:]):
+        lines.append(
+            f"({header[-1]}: intervals need two or more direction draws per file; "
+            "set surface.repeats)"
+        )
     return "\n".join(lines)
 
 

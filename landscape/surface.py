@@ -498,7 +498,7 @@ def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
             mine, theirs = (yaml.safe_load(v) if isinstance(v, str) else v for v in (mine, theirs))
         if mine != theirs:
             names = {
-                "checkpoint_sha256": "another checkpoint file",
+                "checkpoint_sha256": _other_checkpoint(have, expected),
                 "state_sha256": "other model weights",
                 "directions_sha256": "another direction checkpoints file",
             }
@@ -510,6 +510,20 @@ def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
         raise LandscapeError(
             f"{path} was made with other settings ({'; '.join(changed)}): {START_AFRESH}"
         )
+
+
+def _other_checkpoint(have: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
+    """How the checkpoint differs: another file, or the same path with other contents."""
+    was, now = have.get("checkpoint"), expected.get("checkpoint")
+    if was and was == now:
+        digests = (
+            str(d or "none")[:12]
+            for d in (have.get("checkpoint_sha256"), expected.get("checkpoint_sha256"))
+        )
+        return "{} has changed since (sha256 {}... in the file, {}... now; retrained?)".format(
+            now, *digests
+        )
+    return f"another checkpoint file ({was} in the file, {now} now)"
 
 
 # ----------------------------------------------------------------------------- from a config

@@ -320,6 +320,11 @@ def test_line_and_plane_from_modules_state_dicts_and_checkpoints(
     back = landscape.line_directions(b, tiny_net)
     r = landscape.loss_surface(tiny_net, (x, y), x=(0, 1, 2), y=None, directions=back)
     assert r.metrics["train_loss"][0] == pytest.approx(_ce(b, x, y), rel=1e-5)
+    # A line needs no y=None: its one direction makes the curve 1D.
+    assert repr(back).startswith("DirectionSet(1 direction(s) over ") and "\n" not in repr(back)
+    auto = landscape.loss_surface(tiny_net, (x, y), x=(0, 1, 2), directions=back)
+    assert auto.data.y is None
+    np.testing.assert_array_equal(auto.metrics["train_loss"], r.metrics["train_loss"])
 
 
 def test_surface_plot_compare_repr_and_the_original_codes_files(tmp_path: Path) -> None:

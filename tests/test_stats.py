@@ -200,7 +200,8 @@ def test_compare_uses_one_metric(tmp_path: Path) -> None:
     b = write_surface(tmp_path / "b.h5", bowl(2.0))
     runs, table = compare_stats([a, b], metric="test_loss", options=FAST)
     assert {r["metric"] for r in runs.values()} == {"test_loss"}
-    assert "n/a" in table  # one draw each: no interval to compare
+    assert "n/a" in table  # one draw each: no interval to compare, and the table says why
+    assert "intervals need two or more direction draws per file; set surface.repeats" in table
     with pytest.raises(LandscapeError, match="2 titles for 1 files"):
         compare_stats([a], titles=["x", "y"])
     with pytest.raises(LandscapeError, match="titles must differ"):

@@ -595,3 +595,23 @@ def test_a_one_point_axis_is_the_middle_of_its_range() -> None:
     assert axis_coords([-1, 1, 1]).tolist() == [0.0]
     assert axis_coords([0.5, 0.5, 1]).tolist() == [0.5]
     assert axis_coords([-1, 1, 3]).tolist() == [-1.0, 0.0, 1.0]
+
+
+def test_a_retrained_checkpoint_at_the_same_path_is_named_in_the_refusal(
+    make_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    shared = make_config().final_checkpoint
+    mine = tmp_path / "mine.pt"
+    shutil.copy(shared, mine)
+    cfg = make_config(surface={"x": [-1, 1, 3], "y": None}, checkpoint=str(mine))
+    compute_surface(cfg)
+    ck = torch.load(mine, weights_only=True)
+    first = next(k for k, t in ck["state_dict"].items() if t.is_floating_point())
+    ck["state_dict"][first] = ck["state_dict"][first] + 1.0  # "retrained"
+    torch.save(ck, mine)
+    with pytest.raises(LandscapeError, match=f"{mine} has changed since .*retrained"):
+        compute_surface(cfg)
+    moved = tmp_path / "other.pt"
+    shutil.copy(mine, moved)
+    with pytest.raises(LandscapeError, match=f"another checkpoint file \\({mine} in the file"):
+        compute_surface(make_config(surface={"x": [-1, 1, 3], "y": None}, checkpoint=str(moved)))
