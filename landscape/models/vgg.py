@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from landscape.errors import LandscapeError
+from landscape.models.init import kaiming_init
 from landscape.models.registry import register_model
 
 POOL = "M"
@@ -68,15 +69,7 @@ class VGG(nn.Module):
         self.fc = nn.Sequential(nn.Linear(ch * grid * grid, ch), nn.BatchNorm1d(ch), nn.ReLU())
         self.classifier = nn.Linear(ch, num_classes)
 
-        # Kaiming (fan_out, ReLU) for convs as in the ResNets; BN starts as the identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_init(self)  # as in the ResNets; BN starts as the identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(x)  # (B, C, H/2^p, W/2^p), p = number of pools
