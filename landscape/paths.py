@@ -7,10 +7,14 @@ The file's ``/extra`` group holds the path::
 
     path_xy             (T, 2)  least-squares coordinates of each checkpoint in the plane
     path_epochs         (T,)    the epoch of each checkpoint (the last one is final.pt: origin)
-    path_residual       (T,)    ||w_t - w_f - D c_t|| / ||w_t - w_f||: what the plane misses
+    path_residual       (T,)    ||w_t - w_f - D c_t|| / ||w_t - w_f||: what the plane misses of
+                                the weights the PCA takes (with ignore "biasbn", not the biases
+                                and BN weights: the path losses show what those change)
     explained_variance  (2,)    share of the path's squared distance each direction explains
     path_loss_projected (T,)    loss at w_f + c1 d1 + c2 d2 (what the figure shows)
-    path_loss_actual    (T,)    loss at the checkpoint itself (its own biases and BN statistics)
+    path_loss_actual    (T,)    loss at the checkpoint itself (its own biases, and its own BN
+                                statistics with bn: eval; re-estimated, as on the plane, with
+                                bn: recompute)
 
 The plane is evaluated with the final checkpoint's BatchNorm statistics and, with ignore
 "biasbn", its biases and BN weights; the two path losses show how much that and the residual
@@ -23,7 +27,7 @@ import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -84,6 +88,9 @@ def path_checkpoints(ckdir: str | Path) -> list[tuple[int, Path]]:
             found.append((int(m.group(1)), p))
     found.sort()
     final_epoch = int(load_checkpoint(final).get("epoch", -1))
+    if final_epoch < 0:  # a bare state_dict: its epoch copy is the file with the same bytes
+        same = file_sha256(final)
+        final_epoch = next((e for e, p in found if file_sha256(p) == same), -1)
     path = [(e, p) for e, p in found if e != final_epoch]
     path.append((final_epoch, final))
     if len(path) < 3:
@@ -188,9 +195,15 @@ def compute_trajectory(
 
 
 def draw_trajectory(
-    path: str | Path, out: str | Path, *, metric: str | None = None, dpi: int = 150
+    path: str | Path,
+    out: str | Path,
+    *,
+    metric: str | None = None,
+    dpi: int = 150,
+    **style: Any,
 ) -> Path:
-    """Loss contours of the plane with the path on top, axes labelled with explained variance."""
+    """Loss contours of the plane with the path on top, axes labelled with explained variance;
+    ``style``: vmin, vmax, levels, log (as a config's `plot` section)."""
     from .plot import plot_trajectory, save_figure
 
     surf = storage.read_surface(path)
@@ -206,6 +219,7 @@ def draw_trajectory(
         metric=metric,
         xlabel=str(labels[0]),
         ylabel=str(labels[1]),
+        **style,
     )
     return save_figure(fig, out, dpi=dpi)
 
@@ -222,7 +236,8 @@ def _create(
     """PCA and projection of the path over the named parameters, then a new surface file
     holding them (no losses yet)."""
     final = {n: final_ckpt["state_dict"][n] for n in names}
-    weights = [final if p == ckpts[-1][1] else _parameters(p, names) for _, p in ckpts]
+    # Loaded on each use, one at a time: a Fig. 9 path holds 301 checkpoints of VGG-9.
+    weights = _Checkpoints([p for _, p in ckpts], names, final)
     dirs, ratios = pca_directions(weights, final, opts.ignore, n=2)
     coords = project_path(weights, final, dirs, opts.ignore)  # (T, 2)
     residual = path_residual(weights, final, dirs, coords, opts.ignore)
@@ -253,6 +268,28 @@ def _create(
     storage.write_extra(path, "path_residual", residual)
     # Written last: its presence marks the path as complete (see the resume check).
     storage.write_extra(path, "explained_variance", np.asarray(ratios, dtype=np.float64))
+
+
+class _Checkpoints(Sequence[dict[str, Tensor]]):
+    """The named parameters of each checkpoint of a path, read from disk when asked for (the
+    last one is the final weights, already in memory)."""
+
+    def __init__(self, paths: Sequence[Path], names: Sequence[str], final: dict[str, Tensor]):
+        self.paths, self.names, self.final = list(paths), list(names), final
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Tensor]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Tensor]]: ...
+    def __getitem__(self, i: int | slice) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if self.paths[i] == self.paths[-1]:
+            return self.final
+        return _parameters(self.paths[i], self.names)
 
 
 def _parameters(path: Path, names: Sequence[str]) -> dict[str, Tensor]:
@@ -289,6 +326,6 @@ def trajectory_summary(path: str | Path) -> str:
     )
     gap = abs(extra["path_loss_projected"] - extra["path_loss_actual"]).max()
     return (
-        f"explained variance: {ratios}; largest path residual "
+        f"explained variance: {ratios}; largest path residual (PCA weights) "
         f"{extra['path_residual'].max():.3f}; largest loss gap plane vs checkpoints {gap:.4g}"
     )

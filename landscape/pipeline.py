@@ -180,8 +180,10 @@ def trajectory_stage(
     bar = bar_factory(f"trajectory {label}") if bar_factory else None
     path = compute_trajectory(run, options=options, overwrite=overwrite, progress=bar, log=log)
     log(f"[{label}] {trajectory_summary(path)}")
-    target = run.run_dir / "figures" / f"trajectory.{run.plot.format}"
-    return path, draw_trajectory(path, target, dpi=run.plot.dpi)
+    p = run.plot
+    target = run.run_dir / "figures" / f"trajectory.{p.format}"
+    style = {"vmin": p.vmin, "vmax": p.vmax, "levels": p.levels, "log": p.log}
+    return path, draw_trajectory(path, target, metric=p.metric, dpi=p.dpi, **style)
 
 
 def hessian_stage(

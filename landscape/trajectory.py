@@ -99,8 +99,9 @@ def pca_directions(
     The rows of the difference matrix M (T, P) are ``w_t - w_final``; like the paper's code (scikit-
     learn's PCA), M is centred on its mean row before the SVD, and the variance ratios are
     ``s_i^2 / sum(s^2)`` over the singular values s of the centred M. The final weights stay the
-    origin of the plot. The SVD is taken through the small (T, T) Gram matrix, so no second
-    (T, P) array is allocated. Each direction has unit norm over the selected tensors and zeros
+    origin of the plot. M is filled one checkpoint at a time (``path`` may load each on access)
+    and the SVD is taken through the small (T, T) Gram matrix, centred there, so M in float64 is
+    the one (T, P) array held. Each direction has unit norm over the selected tensors and zeros
     on the ignored ones; its sign is fixed so that the first checkpoint has a non-negative
     coordinate, which makes the plot reproducible.
     """
@@ -111,14 +112,20 @@ def pca_directions(
     if n < 1:
         raise LandscapeError(f"number of PCA directions must be >= 1, got {n}")
     names = select_names(final, ignore)
-    rows = torch.stack([_difference(w, final, names) for w in path])  # (T, P)
+    size = sum(final[k].numel() for k in names)
+    rows = torch.empty(len(path), size, dtype=torch.float64, device=final[names[0]].device)
+    for t in range(len(path)):  # (T, P), a row at a time
+        rows[t] = _difference(path[t], final, names)
     if n > min(rows.shape):
         raise LandscapeError(
             f"asked for {n} PCA directions but the path has only {rows.shape[0]} checkpoints "
             f"of {rows.shape[1]} weights; ask for fewer"
         )
-    centred = rows - rows.mean(dim=0)
-    gram = centred @ centred.T  # (T, T)
+    # The centred matrix is H M with H = I - 11^T / T, so its Gram matrix is H (M M^T) H and its
+    # right singular vectors are M^T H v / s: no centred copy of M is needed.
+    steps = len(path)
+    centring = torch.eye(steps, dtype=rows.dtype, device=rows.device) - 1.0 / steps
+    gram = centring @ (rows @ rows.T) @ centring  # (T, T)
     evals, evecs = torch.linalg.eigh(gram)  # ascending
     evals = evals.flip(0).clamp_min(0.0)
     evecs = evecs.flip(1)
@@ -131,7 +138,7 @@ def pca_directions(
             f"the path spans fewer than {n} dimensions; ask for fewer PCA directions"
         )
     sing = evals[:n].sqrt()
-    flat_dirs = (centred.T @ evecs[:, :n]) / sing  # (P, n): right singular vectors
+    flat_dirs = (rows.T @ (centring @ evecs[:, :n])) / sing  # (P, n): right singular vectors
     flat_dirs = flat_dirs / flat_dirs.norm(dim=0)  # undo the rounding of the Gram route
     first = rows[0] @ flat_dirs
     flat_dirs = flat_dirs * torch.where(first < 0, -1.0, 1.0)

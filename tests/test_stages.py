@@ -152,3 +152,27 @@ def test_compare_section_draws_log_panels_at_the_given_levels(
     figures = reproduce(config_from_dict(raw), progress=False)
     assert (tmp_path / "t" / "compare_train_loss_log_contour.png") in figures
     assert any(d.get("log") is True and d.get("levels") == levels for d in drawn)
+
+
+def test_the_trajectory_figure_follows_the_plot_section(
+    staged_run: tuple[Any, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import landscape.plot as plot_module
+    from landscape.pipeline import trajectory_stage
+
+    cfg, _ = staged_run
+    drawn: list[dict[str, Any]] = []
+    real = plot_module.plot_trajectory
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plot_module, "plot_trajectory", spy)
+    styled = {"levels": [0.5, 1.0, 2.0], "vmax": 10.0, "metric": "train_loss"}
+    run = config_from_dict({**STAGED, "out": cfg.out, "plot": styled})
+    _, figure = trajectory_stage(run, lambda s: None, overwrite=True)
+    assert figure.exists()
+    (kw,) = drawn
+    assert kw["levels"] == [0.5, 1.0, 2.0] and kw["vmax"] == 10.0
+    assert kw["metric"] == "train_loss" and kw["log"] is False
