@@ -5,10 +5,11 @@ Heavy imports (torch, matplotlib, h5py) happen inside the commands so that `--he
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +19,75 @@ from .errors import LandscapeError
 
 
 def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into a one-line message and exit code 1; Ctrl-C into exit 130."""
+    """Turn library errors into a one-line message and exit code 1; Ctrl-C into exit 130 and
+    SIGTERM, handled like it, into 143."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LandscapeError as e:
-            if _rank() != 0:  # under torchrun every rank fails alike; rank 0 says why
-                sys.exit(1)
-            raise click.ClickException(str(e)) from None
-        except OSError as e:  # a folder that cannot be made, a file that cannot be written
-            where = f"{e.filename}: " if e.filename else ""
-            raise click.ClickException(f"{where}{e.strerror or e}") from None
-        except KeyboardInterrupt:
-            if _rank() == 0:
-                click.echo(
-                    "interrupted: finished work is saved; run the same command again to resume",
-                    err=True,
-                )
-            sys.exit(130)
+        with _terminate_as_interrupt(), _one_line_warnings():
+            return _run_cleanly(fn, *args, **kwargs)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Warnings as `warning: MESSAGE` lines, from rank 0 only under torchrun (the other ranks
+    meet the same ones)."""
+    import warnings
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        if _rank() != 0:
+            warnings.simplefilter("ignore")
+        warnings.showwarning = show
+        yield
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's cancel or preemption, torchrun stopping its workers), raised like
+    Ctrl-C so that unfinished work is flushed and recorded the same way."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _run_cleanly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except LandscapeError as e:
+        if _rank() != 0:  # under torchrun every rank fails alike; rank 0 says why
+            sys.exit(1)
+        raise click.ClickException(str(e)) from None
+    except OSError as e:  # a folder that cannot be made, a file that cannot be written
+        where = f"{e.filename}: " if e.filename else ""
+        raise click.ClickException(f"{where}{e.strerror or e}") from None
+    except KeyboardInterrupt as e:
+        if _rank() == 0:
+            what = "terminated" if isinstance(e, Terminated) else "interrupted"
+            click.echo(
+                f"{what}: finished work is saved; run the same command again to resume",
+                err=True,
+            )
+        sys.exit(143 if isinstance(e, Terminated) else 130)
 
 
 @dataclasses.dataclass
@@ -63,6 +111,18 @@ def _rank() -> int:
     import os
 
     return int(os.environ.get("RANK", "0"))
+
+
+def _one_process(command: str) -> None:
+    """Refuse a command that does not share its work among ranks when torchrun started it (each
+    rank would do all of it and race on the same files); every rank refuses alike."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise LandscapeError(
+            f"{command} runs in one process: start it without torchrun (torchrun shares the "
+            "points of `landscape surface`)"
+        )
 
 
 def _config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -220,14 +280,9 @@ def train(job: _Job, overwrite: bool) -> None:
 
     Example: landscape train configs/quickstart.yaml --set train.epochs=5
     """
-    import os
-
     from .train import train as train_run
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise LandscapeError(
-            "train runs in one process: start it without torchrun (torchrun shares surfaces)"
-        )
+    _one_process("train")
     for run in job.runs:
         if run.checkpoint is not None:  # a run drawn around another run's (or a given) network
             _echo(f"[{run.run or run.name}] uses checkpoint {run.checkpoint}: nothing to train")
@@ -473,6 +528,7 @@ def reproduce(job: _Job) -> None:
     """
     from .pipeline import reproduce as run_pipeline
 
+    _one_process("reproduce")
     figures = run_pipeline(
         job.cfg, runs=job.names, progress=job.progress, log=_echo, bar_factory=job.bars
     )
@@ -721,6 +777,7 @@ def trajectory(
     """
     from .pipeline import trajectory_stage
 
+    _one_process("trajectory")
     given = _given(grid=grid, margin=margin, ignore=ignore)
     for run in job.runs:
         path, figure = trajectory_stage(
@@ -801,6 +858,7 @@ def hessian(
     """
     from .pipeline import hessian_stage
 
+    _one_process("hessian")
     given = _given(grid=grid, iters=iters, tol=tol, samples=samples, probes=probes)
     for run in job.runs:
         path, figure = hessian_stage(

@@ -191,6 +191,10 @@ def test_train_skips_runs_drawn_around_another_runs_network(
     assert not (tmp_path / "fig" / "b").exists()
     monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun
     _assert_clean_error(_invoke("train", config, "--out", tmp_path), "without torchrun")
+    # Commands that do not share their points refuse too, before any work (they raced).
+    for command in ("reproduce", "trajectory", "hessian"):
+        line = _assert_clean_error(_invoke(command, config, "--out", tmp_path), "without torchrun")
+        assert line.startswith(f"Error: {command} runs in one process")
 
 
 def test_ctrl_c_exits_130(
@@ -203,6 +207,44 @@ def test_ctrl_c_exits_130(
     result = _invoke("train", write_yaml(TINY), "--out", tmp_path)
     assert result.exit_code == 130
     assert "run the same command again to resume" in result.stderr
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_exits_143(
+    write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    saved: list[str] = []
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler cancelling the job
+            time.sleep(5)
+        finally:
+            saved.append("flushed")  # the finally blocks that save finished points run
+
+    monkeypatch.setattr("landscape.train.train", terminated)
+    result = _invoke("train", write_yaml(TINY), "--out", tmp_path)
+    assert result.exit_code == 143 and saved == ["flushed"]
+    assert "terminated: finished work is saved" in result.stderr
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back afterwards
+
+
+def test_warnings_are_one_line(
+    write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    def warns(*args: object, **kwargs: object) -> None:
+        warnings.warn("something to know", stacklevel=1)
+
+    monkeypatch.setattr("landscape.train.train", warns)
+    result = _invoke("train", write_yaml(TINY), "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["warning: something to know"]
+    monkeypatch.setenv("RANK", "1")  # other ranks under torchrun stay quiet
+    assert _invoke("train", write_yaml(TINY), "--out", tmp_path).stderr == ""
 
 
 # ----------------------------------------------------------------------------- errors
