@@ -127,19 +127,25 @@ def test_runs_of_1d_and_2d_surfaces_skip_the_comparison_not_the_run(tmp_path: Pa
     assert (tmp_path / "t" / "report.html").is_file()
 
 
-def test_compare_section_draws_log_panels_at_the_given_levels(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _spy_on_plot(monkeypatch: pytest.MonkeyPatch, name: str) -> list[dict[str, Any]]:
+    """The keyword arguments of every call of landscape.plot.<name>, which still draws."""
     import landscape.plot as plot_module
 
     drawn: list[dict[str, Any]] = []
-    real = plot_module.plot_compare
+    real = getattr(plot_module, name)
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         drawn.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(plot_module, "plot_compare", spy)
+    monkeypatch.setattr(plot_module, name, spy)
+    return drawn
+
+
+def test_compare_section_draws_log_panels_at_the_given_levels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = _spy_on_plot(monkeypatch, "plot_compare")
     levels = [0.1, 0.6, 1.1, 1.6]
     raw = deep_merge(
         copy.deepcopy(TINY_RAW),
@@ -157,18 +163,10 @@ def test_compare_section_draws_log_panels_at_the_given_levels(
 def test_the_trajectory_figure_follows_the_plot_section(
     staged_run: tuple[Any, list[Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import landscape.plot as plot_module
     from landscape.pipeline import trajectory_stage
 
     cfg, _ = staged_run
-    drawn: list[dict[str, Any]] = []
-    real = plot_module.plot_trajectory
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        drawn.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(plot_module, "plot_trajectory", spy)
+    drawn = _spy_on_plot(monkeypatch, "plot_trajectory")
     styled = {"levels": [0.5, 1.0, 2.0], "vmax": 10.0, "metric": "train_loss"}
     run = config_from_dict({**STAGED, "out": cfg.out, "plot": styled})
     _, figure = trajectory_stage(run, lambda s: None, overwrite=True)
