@@ -185,7 +185,7 @@ class TrainConfig:
         # The step schedule counts the milestones passed; one at or below 0, or out of order,
         # silently cuts the rate from the first epoch on.
         m = self.milestones
-        if any(e <= 0 for e in m) or any(a >= b for a, b in zip(m, m[1:], strict=False)):
+        if any(e <= 0 for e in m) or any(a >= b for a, b in itertools.pairwise(m)):
             raise ConfigError(
                 f"must be positive epochs in increasing order, got {m}", key=f"{key}.milestones"
             )

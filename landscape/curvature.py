@@ -198,7 +198,7 @@ def compute_hessian_map(
         path.unlink()
     if path.exists():
         stored = storage.read_attrs(path).get("hessian_fingerprint")
-        check_same_settings(path, _without_speed(stored), _without_speed(expected))
+        check_same_settings(path, _comparable(stored), _comparable(expected))
     else:
         metrics = [f"{split}_loss", f"{split}_acc", *CURVATURE_METRICS, *LANCZOS_METRICS]
         attrs = {
@@ -446,9 +446,9 @@ def _digest(dirs: Sequence[Mapping[str, Tensor]]) -> str:
     return h.hexdigest()
 
 
-def _without_speed(fingerprint: str | None) -> dict[str, Any]:
-    """A stored fingerprint without the batch size, a speed option that older files hold; files
-    from before ``tol`` ran every one of their ``iters`` steps, i.e. tolerance 0."""
+def _comparable(fingerprint: str | None) -> dict[str, Any]:
+    """A fingerprint as resumes compare it: without the batch size, a speed option that older
+    files hold, and with ``tol`` 0 for files from before it (they ran all their ``iters``)."""
     settings = yaml.safe_load(fingerprint or "{}")
     settings.get("surface", {}).pop("batch_size", None)
     if settings:

@@ -426,6 +426,12 @@ def auto_channels_last(model: nn.Module, device: torch.device, precision: str) -
     return not (device.type == "cuda" and precision == "float32")
 
 
+# Why a model runs contiguous although channels-last was chosen (engine and training alike).
+CHANNELS_LAST_FAILS = (
+    "the model fails on channels-last (NHWC) inputs, e.g. x.view after a convolution"
+)
+
+
 def channels_last_works(model: nn.Module, x: Tensor, precision: str = "float32") -> bool:
     """Whether the model runs on these inputs in channels-last (NHWC) layout, its weights too
     (tried on a copy); False only when it runs on them contiguous and fails in NHWC (e.g. a
@@ -593,10 +599,11 @@ class PointEvaluator:
         channels-last ones."""
         if channels_last_works(self.model, sample, self.precision):
             return
-        why = "the model fails on channels-last (NHWC) inputs, e.g. x.view after a convolution"
         if explicit:
-            raise LandscapeError(f"engine.channels_last: on, but {why}; set it to off")
-        warnings.warn(f"{why}: evaluating contiguous (NCHW) inputs", stacklevel=4)
+            raise LandscapeError(
+                f"engine.channels_last: on, but {CHANNELS_LAST_FAILS}; set it to off"
+            )
+        warnings.warn(f"{CHANNELS_LAST_FAILS}: evaluating contiguous (NCHW) inputs", stacklevel=4)
         self.channels_last = False
 
     # ------------------------------------------------------------------ moving the weights

@@ -193,9 +193,9 @@ def lanczos(
         scale = max(scale, abs(alpha), beta)
         if beta <= invariant * scale:
             beta = 0.0
-        result = _ritz_extremes(alphas, betas, beta)
-        if j == steps - 1 or beta == 0.0 or (j + 1 >= min_steps and result[2] <= tol):
-            return Lanczos(result[0], result[1], j + 1, result[2])
+        top, bottom, residual = _ritz_extremes(alphas, betas, beta)
+        if j == steps - 1 or beta == 0.0 or (j + 1 >= min_steps and residual <= tol):
+            return Lanczos(top, bottom, j + 1, residual)
         betas.append(beta)
         q = w / beta
     raise AssertionError("unreachable: the loop returns at its last step")

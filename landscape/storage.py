@@ -473,36 +473,34 @@ def _coordinates(f: Any, name: str, path: str, fix: str) -> np.ndarray:
 
 def _repeats(value: Any, path: str) -> int:
     """The 'repeats' attribute: how many direction draws, a positive integer."""
-    if (
-        isinstance(value, (int, float))
-        and np.isfinite(value)
-        and value >= 1
-        and value == int(value)
-    ):
-        return int(value)
-    raise _damaged(
-        path, f"attribute 'repeats' is {value!r}, expected a positive integer", _RECOMPUTE
-    )
+    return _whole_attr("repeats", value, 1, "a positive integer", path)
 
 
 def _schema_version(value: Any, path: str) -> int:
     """The 'schema_version' attribute, a whole number; anything else is not ours to read."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
+    expected = (
+        f"a whole number (or the file is from a newer landscape than this one, schema version "
+        f"{SCHEMA_VERSION}: upgrade to read it)"
+    )
+    return _whole_attr("schema_version", value, 0, expected, path, booleans=False)
+
+
+def _whole_attr(
+    name: str, value: Any, least: int, expected: str, path: str, booleans: bool = True
+) -> int:
+    """Attribute `name` as a whole number of at least `least` (a float such as 2.0 counts);
+    anything else means a damaged file, `expected` saying what it should hold."""
     if (
         isinstance(value, (int, float))
-        and not isinstance(value, bool)
+        and (booleans or not isinstance(value, bool))
         and np.isfinite(value)
-        and value >= 0
+        and value >= least
         and value == int(value)
     ):
         return int(value)
-    raise _damaged(
-        path,
-        f"attribute 'schema_version' is {value!r}, expected a whole number (or the file is from "
-        f"a newer landscape than this one, schema version {SCHEMA_VERSION}: upgrade to read it)",
-        _RECOMPUTE,
-    )
+    raise _damaged(path, f"attribute {name!r} is {value!r}, expected {expected}", _RECOMPUTE)
 
 
 @contextmanager

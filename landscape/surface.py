@@ -224,7 +224,7 @@ def _record_run(
     entry = {
         "started": started,
         "finished": _now(),
-        "points": 0,
+        "points": 0,  # set below from the target's done mask
         "device": str(tensor.device) if tensor is not None else "unknown",
         "precision": job.precision,
         "torch_version": str(torch.__version__),
@@ -516,13 +516,8 @@ def _other_checkpoint(have: Mapping[str, Any], expected: Mapping[str, Any]) -> s
     """How the checkpoint differs: another file, or the same path with other contents."""
     was, now = have.get("checkpoint"), expected.get("checkpoint")
     if was and was == now:
-        digests = (
-            str(d or "none")[:12]
-            for d in (have.get("checkpoint_sha256"), expected.get("checkpoint_sha256"))
-        )
-        return "{} has changed since (sha256 {}... in the file, {}... now; retrained?)".format(
-            now, *digests
-        )
+        old, new = (str(d.get("checkpoint_sha256") or "none")[:12] for d in (have, expected))
+        return f"{now} has changed since (sha256 {old}... in the file, {new}... now; retrained?)"
     return f"another checkpoint file ({was} in the file, {now} now)"
 
 

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
 from .config import DATA_LOCATION_KEYS, Config, TrainConfig
 from .engine import (
+    CHANNELS_LAST_FAILS,
     EvalSet,
     autocast_context,
     channels_last_works,
@@ -157,10 +158,7 @@ def train(
         paper_init(model)
     channels_last = t.channels_last
     if channels_last and not channels_last_works(model.eval(), tx[:2].to(dev)):
-        log(
-            "the model fails on channels-last (NHWC) inputs, e.g. x.view after a convolution: "
-            "training on contiguous (NCHW) inputs"
-        )
+        log(f"{CHANNELS_LAST_FAILS}: training on contiguous (NCHW) inputs")
         channels_last = False
     if channels_last:
         # Faster convolutions on CPUs and GPUs; checkpoints store ordinary (contiguous) tensors.
