@@ -95,6 +95,9 @@ def checkpoint_data(
     stored = ckpt.get("config") or {}
     if not stored.get("data"):
         return None
+    # A run of a figure config stores the figure's compare section too, whose titles name every
+    # run of the figure: it says nothing of this run, and would not validate on its own.
+    stored = {k: v for k, v in stored.items() if k != "compare"}
     cfg = config_from_dict(stored, file=f"{checkpoint} (its stored config)")
     ds = eval_dataset(cfg.data, "train")
     n = min(samples, len(ds))  # type: ignore[arg-type]

@@ -243,7 +243,7 @@ class EngineConfig:
 
     channels_last: Any = "auto"  # auto (NHWC, but NCHW in exact float32 on a GPU) | on | off
     fold_bn: Any = "auto"
-    compile: Any = "auto"  # auto: on for long runs (engine.COMPILE_AUTO_IMAGES images or more)
+    compile: Any = "auto"  # auto: long runs (engine.auto_compile), not exact float32 on a GPU
     fuse: Any = "auto"  # conv + residual add + ReLU in one oneDNN call (CPU, folded, channels-last)
     points_per_call: int = 1
     in_memory: Any = "auto"

@@ -382,11 +382,21 @@ def evaluate(
 # ----------------------------------------------------------------------------- the evaluator
 
 # engine.compile 'auto' compiles runs of at least this many evaluated examples (points x samples)
-# per device type, unless the network is fused (CPU). Measured for ResNet-56 at 32x32 (README,
-# Speed): compiling took seconds to tens of seconds and then gained 14-42 % over the unfused
-# network on 2 CPU cores (1M examples: about 20 minutes there) and 6-32 % on an H200 (50M
-# examples: about 4 minutes in bf16 there).
+# per device type, unless the network is fused (CPU), or runs in exact float32 on a GPU. Measured
+# for ResNet-56 at 32x32 (README, Speed): compiling took seconds to tens of seconds and then gained
+# 14-42 % over the unfused network on 2 CPU cores (1M examples: about 20 minutes there), and on an
+# H200 38 % in tf32 and 45 % in bf16 (50M examples: about 4 minutes in bf16 there) but lost 11 %
+# in exact float32 (56,700 against 63,400 img/s, in NCHW).
 COMPILE_AUTO_IMAGES = {"cpu": 1_000_000, "cuda": 50_000_000}
+
+
+def auto_compile(device: torch.device, precision: str, work: int | None, fused: bool) -> bool:
+    """Whether engine.compile 'auto' compiles: on long runs (COMPILE_AUTO_IMAGES), unless the
+    network is fused or runs in exact float32 on a GPU."""
+    bar = COMPILE_AUTO_IMAGES.get(device.type)
+    long_run = work is not None and bar is not None and work >= bar
+    exact_gpu = device.type == "cuda" and precision == "float32"
+    return long_run and not fused and not exact_gpu
 
 
 @dataclass(frozen=True)
@@ -565,9 +575,7 @@ class PointEvaluator:
                     stacklevel=3,
                 )
         if compile_ == "auto":
-            bar = COMPILE_AUTO_IMAGES.get(device.type)
-            long_run = work is not None and bar is not None and work >= bar
-            compile_ = "on" if long_run and not fused else "off"
+            compile_ = "on" if auto_compile(device, self.precision, work, bool(fused)) else "off"
         do_compile = compile_ == "on"
         self._eps = {p.bn: bn_eps(self.model.get_submodule(p.bn)) for p in self._pairs}
         self._folded = {f"{p.conv}.{k}" for p in self._pairs for k in ("weight", "bias")}

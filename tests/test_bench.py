@@ -89,3 +89,30 @@ def test_a_checkpoint_keeps_its_own_model_arguments(tmp_path) -> None:
         baseline=False, trained_checkpoint=str(path), batch_sizes=(8,),
     )  # fmt: skip
     assert r["weights"] == "trained" and r["landscape_images_per_s"] > 0
+
+
+def test_a_checkpoint_from_a_figure_config_reads_its_own_data(tmp_path) -> None:
+    """A run of a two-run figure config stores the figure's compare section (two titles) with its
+    config: the benchmark still reads that config for the run's own training data."""
+    from landscape.checkpoint import save_checkpoint
+    from landscape.config import config_from_dict, select_runs
+    from landscape.models import create_model
+
+    figure = config_from_dict(
+        {
+            "data": {"name": "digits", "subset": 40, "test_subset": 20},
+            "runs": [{"name": "a", "model": {"name": "resnet20"}}, {"name": "b"}],
+            "compare": {"titles": ["A", "B"]},
+        }
+    )
+    (run,) = select_runs(figure, ["a"])
+    args = {"num_classes": 10, "in_channels": 1}
+    path = save_checkpoint(
+        tmp_path / "a.pt", create_model("resnet20", **args), "resnet20", args,
+        config=run.to_dict(),
+    )  # fmt: skip
+    (r,) = run_benchmark(
+        models=("resnet20",), samples=16, grid=(1, 1), precisions=("float32",),
+        baseline=False, trained_checkpoint=str(path), batch_sizes=(8,),
+    )  # fmt: skip
+    assert r["data"] == "16 training examples of digits" and r["weights"] == "trained"
