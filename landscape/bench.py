@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .config import PRECISIONS, EngineConfig
 from .directions import Direction, random_directions, target_tensors
-from .engine import EvalSet, PointEvaluator, autocast_context, resolve_device
+from .engine import EvalSet, PointEvaluator, autocast_context, device_name, resolve_device
 from .errors import LandscapeError, unknown_name_message
 from .surface import Log
 
@@ -436,7 +436,7 @@ def run_benchmark(
                     "weights": weights,
                     "data": source.description,
                     "device": str(dev),
-                    "device_name": _device_name(dev),
+                    "device_name": device_name(dev),
                     "torch": torch.__version__,
                     "threads": torch.get_num_threads(),
                     "image_size": int(source.x.shape[-1]),
@@ -485,14 +485,6 @@ def _label(key: tuple[str, int, bool]) -> str:
 
 def _result_label(result: dict[str, Any]) -> str:
     return _label((result["precision"], result["points_per_call"], result["engine"]["compile"]))
-
-
-def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def to_json_line(result: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import click
 
-from .errors import LandscapeError
+from .errors import ConfigError, LandscapeError, SharedError
 
 
 def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,7 +75,14 @@ def _run_cleanly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except LandscapeError as e:
-        if _rank() != 0:  # under torchrun every rank fails alike; rank 0 says why
+        if _rank() != 0:
+            # Rank 0 reports what every rank meets. The ranks of one node share its files and
+            # fail alike, but another node's (data missing there, say) rank 0 cannot see: the
+            # first rank of each other node reports its own error, unless it is the config's or
+            # rank 0's refusal, which every rank shares.
+            first_of_node = os.environ.get("LOCAL_RANK", "0") == "0"
+            if first_of_node and not isinstance(e, (ConfigError, SharedError)):
+                click.echo(f"Error (rank {_rank()}): {e}", err=True)
             sys.exit(1)
         raise click.ClickException(str(e)) from None
     except OSError as e:  # a folder that cannot be made, a file that cannot be written
@@ -108,18 +116,14 @@ class _Job:
 
 
 def _rank() -> int:
-    import os
-
     return int(os.environ.get("RANK", "0"))
 
 
 def _one_process(command: str) -> None:
     """Refuse a command that does not share its work among ranks when torchrun started it (each
     rank would do all of it and race on the same files); every rank refuses alike."""
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise LandscapeError(
+        raise SharedError(
             f"{command} runs in one process: start it without torchrun (torchrun shares the "
             "points of `landscape surface`)"
         )
@@ -322,8 +326,6 @@ class _process_group:
         self.launcher, self.device = launcher, device
 
     def __enter__(self) -> Any:
-        import os
-
         from .surface import Distributed
 
         if self.launcher != "torchrun" and "LOCAL_RANK" not in os.environ:

@@ -53,7 +53,14 @@ from .errors import LandscapeError, check_same_settings
 from .hessian import LANCZOS_ITERS, LANCZOS_TOL, hessian_extremes, hutchinson_trace
 from .rewrite import copy_module
 from .stats import HESSIAN_RATIO
-from .surface import Log, ProgressFactory, axis_coords, bn_tensors
+from .surface import (
+    Log,
+    ProgressFactory,
+    axis_coords,
+    bn_tensors,
+    record_history,
+    timestamp,
+)
 from .train import load_trained
 
 HESSIAN_FILE = "hessian.h5"
@@ -222,7 +229,7 @@ def compute_hessian_map(
             "tol": opts.tol,
             "lanczos_seed": seed,
             "data_seed": cfg.data.seed,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "created": timestamp(),
             "torch_version": torch.__version__,
         }
         storage.create_surface_file(path, xs, ys, metrics, [dirs], attrs)
@@ -249,7 +256,13 @@ def compute_hessian_map(
             loss, acc = evaluate(model, data, plain, scfg.batch_size)
             return {**out, f"{split}_loss": loss, f"{split}_acc": acc}
 
-        fill_grid(path, work, flush_seconds=scfg.flush_seconds, limit=limit, progress=progress)
+        started, done_before = timestamp(), int(storage.read_surface(path).done.sum())
+        try:
+            fill_grid(path, work, flush_seconds=scfg.flush_seconds, limit=limit, progress=progress)
+        finally:
+            # Also after Ctrl-C: the points this run did finish are in the file.
+            if int(storage.read_surface(path).done.sum()) > done_before:
+                record_history(path, started, done_before, dev, "float32")
 
     surf = storage.read_surface(path)
     unconverged = _unconverged(surf, opts.tol)

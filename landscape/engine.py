@@ -120,6 +120,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def device_name(device: torch.device | None) -> str:
+    """The GPU's model name, or the CPU's (its architecture where the platform names none)."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def check_precision(device: torch.device, precision: str) -> None:
     """Refuse what cannot run: fp16 autocast and tf32 are for GPUs (the CPU's is bf16)."""
     if precision not in ("float32", "tf32", "bf16", "fp16"):

@@ -17,6 +17,11 @@ class LandscapeError(Exception):
     """A user-facing error: the message alone must say what is wrong and how to fix it."""
 
 
+class SharedError(LandscapeError):
+    """An error every torchrun rank raises alike (rank 0's refusal, passed to all ranks), so
+    rank 0 alone reports it."""
+
+
 class EmptyRangeError(LandscapeError):
     """A colour range (vmin, vmax) that leaves out every value of the data."""
 

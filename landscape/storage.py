@@ -519,7 +519,8 @@ def _open(path: str | Path) -> Iterator[Any]:
             # (a SurfaceWriter here); reading through that open file needs no lock of its own.
             f = h5py.File(str(path), "r")
         except OSError:
-            raise LandscapeError(f"{path}: cannot open as HDF5 ({e})") from None
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__  # one line
+            raise LandscapeError(f"{path}: cannot open as HDF5 ({why})") from None
     try:
         yield f
     finally:

@@ -34,13 +34,14 @@ from .engine import (
     EvalData,
     PointEvaluator,
     autocast_context,
+    device_name,
     first_inputs,
     is_scores,
     mean_loss,
     resolve_batch_size,
     resolve_device,
 )
-from .errors import START_AFRESH, LandscapeError, differences
+from .errors import START_AFRESH, LandscapeError, SharedError, differences
 from .train import load_trained
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def run_job(
         # instead of waiting at a barrier rank 0 never reaches.
         refusal = _from_rank0(refusal, dist_info)
         if refusal is not None:
-            raise LandscapeError(refusal)
+            raise SharedError(refusal)
         done = storage.read_surface(target).done if dist_info.rank == 0 else None
     pending = _broadcast_pending(done, dist_info)
     if pending:
@@ -197,7 +198,7 @@ def run_job(
                 writer = _MemoryWriter(target)
             else:
                 writer = storage.SurfaceWriter(target)
-        started = _now()
+        started = timestamp()
         # Counted now: in memory, `done` is the array the run fills.
         done_before = int(np.sum(done)) if done is not None else 0
         try:
@@ -205,42 +206,72 @@ def run_job(
         finally:
             # Also after Ctrl-C: the points this run did finish are in the file.
             if dist_info.rank == 0:
-                _record_run(job, target, started, done_before)
+                _record_run(job, target, started, done_before, dist_info.world)
     return target
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """Local time with its UTC offset, as the files record it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _record_run(
-    job: SurfaceJob, target: storage.SurfaceData | Path, started: str, done_before: int
-) -> None:
-    """Append this run to the target's 'history': when, how many points, on what, with which
-    versions (the creation attributes describe only the run that made the file)."""
+def run_record(
+    started: str, points: int, device: torch.device | None, precision: str, processes: int = 1
+) -> dict[str, Any]:
+    """One run's entry in a file's 'history': when, how many points, on what (device, its name,
+    processes sharing the grid, CPU threads each), with which versions (the creation attributes
+    describe only the run that made the file)."""
     from . import __version__
 
-    tensor = next(iter(job.targets.values()), None)
-    entry = {
+    return {
         "started": started,
-        "finished": _now(),
-        "points": 0,  # set below from the target's done mask
-        "device": str(tensor.device) if tensor is not None else "unknown",
-        "precision": job.precision,
+        "finished": timestamp(),
+        "points": points,
+        "device": str(device) if device is not None else "unknown",
+        "device_name": device_name(device),
+        "processes": processes,
+        "threads": torch.get_num_threads(),
+        "precision": precision,
         "torch_version": str(torch.__version__),
         "landscape_version": __version__,
     }
+
+
+def _record_run(
+    job: SurfaceJob,
+    target: storage.SurfaceData | Path,
+    started: str,
+    done_before: int,
+    processes: int = 1,
+) -> None:
+    """Append this run to the target's 'history' (run_record)."""
+    tensor = next(iter(job.targets.values()), None)
+    device = tensor.device if tensor is not None else None
     if isinstance(target, storage.SurfaceData):
-        entry["points"] = int(np.sum(target.done)) - done_before
+        points = int(np.sum(target.done)) - done_before
+        entry = run_record(started, points, device, job.precision, processes)
         target.attrs["history"] = storage.with_history(target.attrs.get("history"), entry)
         return
+    record_history(target, started, done_before, device, job.precision, processes)
+
+
+def record_history(
+    path: Path,
+    started: str,
+    done_before: int,
+    device: torch.device | None,
+    precision: str,
+    processes: int = 1,
+) -> None:
+    """Append a run that began at `started`, with `done_before` points done, to the history of
+    the file at path; a warning, not an error, where the file cannot take it."""
     try:
-        entry["points"] = int(np.sum(storage.read_surface(target).done)) - done_before
-        with storage.SurfaceWriter(target) as writer:
-            writer.add_history(entry)
+        points = int(np.sum(storage.read_surface(path).done)) - done_before
+        with storage.SurfaceWriter(path) as writer:
+            writer.add_history(run_record(started, points, device, precision, processes))
     except (OSError, LandscapeError) as e:
         # A record that cannot be written must not hide why the run stopped, nor lose points.
-        warnings.warn(f"{target}: could not add this run to its history ({e})", stacklevel=2)
+        warnings.warn(f"{path}: could not add this run to its history ({e})", stacklevel=3)
 
 
 def _empty_surface(job: SurfaceJob) -> storage.SurfaceData:
@@ -714,7 +745,7 @@ def provenance_attrs() -> dict[str, str]:
     from . import __version__
 
     return {
-        "created": _now(),
+        "created": timestamp(),
         "landscape_version": __version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,

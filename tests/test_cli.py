@@ -197,6 +197,39 @@ def test_train_skips_runs_drawn_around_another_runs_network(
         assert line.startswith(f"Error: {command} runs in one process")
 
 
+def test_under_torchrun_each_other_node_reports_its_own_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rank 0 reports what every rank meets; the first rank of another node also reports an
+    error of its own (data missing there), the other ranks of a node stay silent, and no rank
+    but 0 repeats what all ranks share (rank 0's refusal, a config error)."""
+    import click
+
+    from landscape.cli import _run_cleanly
+    from landscape.errors import ConfigError, LandscapeError, SharedError
+
+    def fail(error: Exception) -> None:
+        raise error
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    own = LandscapeError("data.root: no CIFAR-10 at /data")
+    for rank, local_rank, said in ((2, 0, "Error (rank 2): data.root"), (3, 1, "")):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+        with pytest.raises(SystemExit) as stop:
+            _run_cleanly(fail, own)
+        assert stop.value.code == 1 and capsys.readouterr().err.startswith(said)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    for shared in (SharedError("refused"), ConfigError("bad", key="surface.samples")):
+        with pytest.raises(SystemExit):
+            _run_cleanly(fail, shared)
+        assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(click.ClickException, match="no CIFAR-10"):
+        _run_cleanly(fail, own)  # rank 0: click prints it as `Error: ...`
+
+
 def test_ctrl_c_exits_130(
     write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,10 @@ def test_map_resumes_and_lines_up_with_the_surface(surfaced: Any, tmp_path: Path
     resumed = read_surface(path)
     full = read_surface(compute_hessian_map(cfg, options=opts, path=tmp_path / "full.h5"))
     assert resumed.complete
+    # One history record per run that computed points: 4, then the other 5.
+    history = json.loads(read_attrs(path)["history"])
+    assert [r["points"] for r in history] == [4, 5]
+    assert history[0]["device"] == "cpu" and history[0]["processes"] == 1
     for name in ("lambda_max", "lambda_min", "ratio", "train_loss"):
         assert np.all(np.isfinite(resumed.metrics[name])), name
         np.testing.assert_allclose(resumed.metrics[name], full.metrics[name], rtol=1e-6)

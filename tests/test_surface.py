@@ -5,6 +5,7 @@ Also: resume after a real SIGKILL, the fingerprint check, options, and two ranks
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -180,14 +181,14 @@ def test_resume_computes_only_the_missing_points(make_config: Callable[..., Any]
 def test_each_run_that_computes_points_adds_to_the_history(
     make_config: Callable[..., Any],
 ) -> None:
-    import json
-
     cfg = make_config(surface=GRID)
     path = compute_surface(cfg)
     (first,) = json.loads(storage.read_attrs(path)["history"])
     assert first["points"] == 15 and first["device"] == "cpu"
     assert first["precision"] == "float32" and first["landscape_version"]
     assert first["started"] <= first["finished"] and first["torch_version"] == torch.__version__
+    assert first["processes"] == 1 and first["threads"] == torch.get_num_threads()
+    assert first["device_name"]
     with h5py.File(path, "r+") as f:
         done = f["done"][...]
         done[0, 1] = False
@@ -549,6 +550,8 @@ def test_two_ranks_equal_one_process(make_config: Callable[..., Any], tmp_path: 
     assert out0.strip() == str(cfg.surface_path)  # only rank 0 reports the file
     assert out1.strip() == ""
     _compare_with_one_process(cfg, tmp_path)
+    (record,) = json.loads(storage.read_attrs(cfg.surface_path)["history"])
+    assert record["processes"] == 2
     # A refusal to resume stops both ranks; rank 0 alone says why, in one line.
     (rc0, _, err0), (rc1, _, err1) = _two_ranks(config, "--set", "surface.directions.seed=7")
     assert rc0 == rc1 == 1
