@@ -28,6 +28,7 @@ from .rewrite import (
     bn_eps,
     can_fuse_on,
     copy_module,
+    fold_into,
     fold_tensors,
     fuse_conv_pointwise,
     trace_fold_pairs,
@@ -509,6 +510,12 @@ class PointEvaluator:
         self.targets = dict(targets)
         self.base = {k: t.detach().clone() for k, t in self.targets.items()}
         self.directions = [{k: d[k].to(self.base[k]) for k in self.targets} for d in directions]
+        # move_to sets all targets in a few _foreach calls where they are distinct tensors on one
+        # device (overlapping ones are set one by one, in order, as before).
+        storages = {(t.device, t.untyped_storage().data_ptr()) for t in self.targets.values()}
+        self._batched_move = len(storages) == len(self.targets) and (
+            len({t.device for t in self.targets.values()}) <= 1
+        )
         self.loss_fn = make_loss(loss)
         self.precision = precision
         self.bn_data = bn_data
@@ -628,8 +635,16 @@ class PointEvaluator:
     @torch.no_grad()
     def move_to(self, coords: Sequence[float]) -> None:
         """Set every target tensor to base + sum_i coords[i] * direction_i."""
-        for k, t in self.targets.items():
-            t.copy_(self._point_tensor(k, coords))
+        if not self._batched_move:
+            for k, t in self.targets.items():
+                t.copy_(self._point_tensor(k, coords))
+            return
+        # The arithmetic of _point_tensor, in place: base, then each direction in turn.
+        targets = list(self.targets.values())
+        torch._foreach_copy_(targets, list(self.base.values()))
+        for c, d in zip(coords, self.directions, strict=True):
+            if c != 0:
+                torch._foreach_add_(targets, list(d.values()), alpha=float(c))
 
     def _point_tensor(self, name: str, coords: Sequence[float]) -> Tensor:
         new = self.base[name].clone()
@@ -674,10 +689,7 @@ class PointEvaluator:
             return
         for name in self._copied:
             self._runner_state[name].copy_(self._live[name])
-        for p in self._pairs:
-            w, b = fold_tensors(self._live, p, self._eps[p.bn])
-            self._runner_state[f"{p.conv}.weight"].copy_(w)
-            self._runner_state[f"{p.conv}.bias"].copy_(b)
+        fold_into(self._live, self._pairs, self._eps, self._runner_state)
 
     def _measure(
         self, forward: Callable[[Tensor], Tensor], ds: EvalData, points: int

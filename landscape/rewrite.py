@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -139,6 +139,69 @@ def fold_tensors(state: Mapping[str, Tensor], pair: FoldPair, eps: float) -> tup
     beta = state.get(f"{pair.bn}.bias")
     bias = shift * scale if beta is None else torch.addcmul(beta, shift, scale)
     return w * scale.reshape(-1, *([1] * (w.dim() - 1))), bias
+
+
+def fold_into(
+    state: Mapping[str, Tensor],
+    pairs: Sequence[FoldPair],
+    eps: Mapping[str, float],
+    out: Mapping[str, Tensor],
+) -> None:
+    """Write fold_tensors of every pair into out[conv.weight] and out[conv.bias], bit for bit.
+
+    Pairs alike (the same optional tensors, epsilon, dtype and device as their outputs) are
+    folded together by torch's _foreach ops, the same arithmetic in the same order as
+    fold_tensors in a few calls instead of about eight per pair (on a GPU, a few kernel
+    launches instead of hundreds per grid point); any other pair alone.
+    """
+    groups: dict[tuple[object, ...], list[FoldPair]] = {}
+    for p in pairs:
+        tensors = [state[f"{p.conv}.weight"], out[f"{p.conv}.weight"], out[f"{p.conv}.bias"]]
+        tensors += [state[f"{p.bn}.running_mean"], state[f"{p.bn}.running_var"]]
+        optional = [state.get(f"{p.bn}.weight"), state.get(f"{p.conv}.bias")]
+        optional += [state.get(f"{p.bn}.bias")]
+        tensors += [t for t in optional if t is not None]
+        alike = len({(t.dtype, t.device) for t in tensors}) == 1
+        key = (*(t is None for t in optional), eps[p.bn], tensors[0].dtype, tensors[0].device)
+        groups.setdefault(key if alike else (p,), []).append(p)
+    for group in groups.values():
+        if len(group) == 1:
+            p = group[0]
+            w, b = fold_tensors(state, p, eps[p.bn])
+            out[f"{p.conv}.weight"].copy_(w)
+            out[f"{p.conv}.bias"].copy_(b)
+        else:
+            _fold_alike(state, group, eps[group[0].bn], out)
+
+
+def _fold_alike(
+    state: Mapping[str, Tensor], pairs: Sequence[FoldPair], eps: float, out: Mapping[str, Tensor]
+) -> None:
+    """fold_tensors over pairs of one structure, dtype and device, with _foreach ops."""
+
+    def each(fmt: str) -> list[Tensor]:
+        return [state[fmt.format(conv=p.conv, bn=p.bn)] for p in pairs]
+
+    first = pairs[0]
+    scale = torch._foreach_add(each("{bn}.running_var"), eps)
+    torch._foreach_rsqrt_(scale)
+    if f"{first.bn}.weight" in state:
+        torch._foreach_mul_(scale, each("{bn}.weight"))
+    mean = each("{bn}.running_mean")
+    if f"{first.conv}.bias" in state:
+        shift = torch._foreach_sub(each("{conv}.bias"), mean)
+    else:
+        shift = torch._foreach_neg(mean)
+    bias = [out[f"{p.conv}.bias"] for p in pairs]
+    if f"{first.bn}.bias" in state:
+        torch._foreach_copy_(bias, each("{bn}.bias"))
+        torch._foreach_addcmul_(bias, shift, scale)
+    else:
+        torch._foreach_copy_(bias, torch._foreach_mul(shift, scale))
+    weight = [out[f"{p.conv}.weight"] for p in pairs]
+    torch._foreach_copy_(weight, each("{conv}.weight"))
+    shaped = [s.reshape(-1, *([1] * (w.dim() - 1))) for s, w in zip(scale, weight, strict=True)]
+    torch._foreach_mul_(weight, shaped)
 
 
 # ----------------------------------------------------------------------------- oneDNN fusion (CPU)

@@ -26,7 +26,7 @@ from landscape.engine import (
 )
 from landscape.errors import LandscapeError
 from landscape.models import create_model
-from landscape.rewrite import can_fuse_on, trace_fold_pairs
+from landscape.rewrite import can_fuse_on, fold_tensors, trace_fold_pairs
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -194,6 +194,66 @@ def test_folding_follows_perturbed_bn_tensors() -> None:
     results = _run(folded, data, points)
     assert len({r["train_loss"] for r in results}) == 3  # the points really differ
     _assert_same_results(results, _run(plain, data, points), len(data))
+
+
+def test_batched_move_and_fold_are_the_per_tensor_arithmetic_bit_for_bit() -> None:
+    """move_to and the folding of the runner run as a few _foreach calls: the same numbers as
+    one tensor at a time (base + each direction in turn; fold_tensors per pair), including pairs
+    of other structures (a conv with a bias, a BN without affine, another epsilon) folded alone
+    or in their own group."""
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.bn_a = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+            self.b, self.bn_b = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+            self.c, self.bn_c = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4, affine=False)
+            self.d, self.bn_d = nn.Conv2d(4, 4, 1, bias=False), nn.BatchNorm2d(4, eps=1e-3)
+            self.head = nn.Linear(4, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.bn_b(self.b(self.bn_a(self.a(x)).relu())).relu()
+            x = self.bn_d(self.d(self.bn_c(self.c(x))))
+            return self.head(x.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    model = Mixed().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    ev = _evaluator(model, EngineConfig(fold_bn="on", fuse="off"), dir_type="states")
+    assert ev.choice.folded_pairs == 4 and ev._batched_move
+    coords = (0.03, -0.07)  # small: a BN variance moved far goes negative (NaN folds)
+    ev.move_to(coords)
+    ev._sync_runner()
+    assert all(torch.isfinite(t).all() for t in ev._runner_state.values())
+    for k, t in ev.targets.items():
+        expected = ev.base[k].clone()
+        for c, d in zip(coords, ev.directions, strict=True):
+            expected.add_(d[k], alpha=c)
+        assert torch.equal(t, expected), k
+    for p in ev._pairs:
+        w, b = fold_tensors(ev._live, p, ev._eps[p.bn])
+        assert torch.equal(ev._runner_state[f"{p.conv}.weight"], w), p
+        assert torch.equal(ev._runner_state[f"{p.conv}.bias"], b), p
+    ev.restore()  # the plain evaluator starts from the model's own weights
+    data, points = _data(), [(0.0, 0.0), coords, (-0.05, 0.02)]
+    plain = _evaluator(model, PLAIN, "states")
+    _assert_same_results(_run(ev, data, points), _run(plain, data, points), 24)
+
+
+def test_overlapping_targets_are_moved_one_by_one() -> None:
+    """Two targets that are views of one tensor: each is set from its own base in turn, as
+    before batching (adding each direction to both views would count the overlap twice)."""
+    flat = torch.zeros(6)
+    targets = {"all": flat, "head": flat[:3]}
+    dirs = [{"all": torch.ones(6), "head": torch.full((3,), 2.0)}]
+    ev = PointEvaluator(nn.Identity(), targets, dirs)
+    assert not ev._batched_move
+    ev.move_to((1.0,))
+    assert flat.tolist() == [2.0, 2.0, 2.0, 1.0, 1.0, 1.0]
 
 
 def test_a_conv_used_twice_is_not_folded() -> None:
