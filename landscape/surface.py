@@ -7,9 +7,11 @@ the grid and the data, all ready) and hands it to `run_job`, which fills a file 
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -502,7 +504,8 @@ def _from_rank0(item: Any, dist_info: Distributed) -> Any:
     import torch.distributed as dist
 
     box = [item]
-    dist.broadcast_object_list(box, src=0)
+    with _peers_lost():
+        dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -510,8 +513,27 @@ def _gather(item: Any, dist_info: Distributed) -> list[Any]:
     import torch.distributed as dist
 
     out: list[Any] = [None] * dist_info.world if dist_info.rank == 0 else []
-    dist.gather_object(item, out if dist_info.rank == 0 else None, dst=0)
+    with _peers_lost():
+        dist.gather_object(item, out if dist_info.rank == 0 else None, dst=0)
     return out if dist_info.rank == 0 else []
+
+
+@contextlib.contextmanager
+def _peers_lost() -> Iterator[None]:
+    """A collective that fails because another rank died (killed, out of memory, its node lost)
+    is one line: the backend's own message is a multi-line traceback from deep inside gloo or
+    nccl. The points already gathered are flushed on the way out."""
+    try:
+        yield
+    except RuntimeError as e:  # gloo raises RuntimeError, nccl its subclass DistBackendError
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        # "[.../gloo/transport/tcp/pair.cc:545] Read error ...: Connection reset by peer. This
+        # is typically caused by ..." says what happened in its first sentence.
+        why = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0][:200]
+        raise LandscapeError(
+            f"another rank stopped ({why}); the points finished so far are saved: run the same "
+            "command again to resume"
+        ) from None
 
 
 def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
