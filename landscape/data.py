@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from landscape.config import check_seed
 from landscape.errors import ConfigError, LandscapeError, unknown_name_message
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def _entry(name: str) -> DatasetEntry:
 
 
 def _check_sizes(cfg: DataConfig) -> None:
-    """Reject sizes that could never work before any data is read."""
+    """Reject sizes and seeds that could never work before any data is read."""
     for key in ("subset", "test_subset", "resize"):
         value = getattr(cfg, key)
         if value is not None and (
@@ -188,6 +189,7 @@ def _check_sizes(cfg: DataConfig) -> None:
             raise ConfigError(
                 f"expected a positive integer or null, got {value!r}", key=f"data.{key}"
             )
+    check_seed(cfg.seed, "data.seed")
 
 
 def _subset(ds: Dataset, cfg: DataConfig, split: str) -> Dataset:

@@ -416,3 +416,16 @@ def test_dataset_to_tensors_subset_is_seeded() -> None:
     assert len(set(a.tolist())) == 20
     with pytest.raises(LandscapeError, match="cannot take 101 examples from a data set of 100"):
         dataset_to_tensors(ds, n=101)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, True])
+def test_a_seed_torch_cannot_take_is_a_config_error(seed: Any) -> None:
+    from landscape.config import config_from_dict
+
+    # Without the check, 2**64 reached torch.Generator.manual_seed as a bare ValueError traceback.
+    pattern = r"data\.seed: expected a whole number from 0 to \d+, got"
+    with pytest.raises(LandscapeError, match=pattern):
+        load_datasets(make_cfg(seed=seed))
+    config_pattern = r"data\.seed: expected (a whole number from 0 to \d+|an integer), got"
+    with pytest.raises(LandscapeError, match=config_pattern):
+        config_from_dict({"name": "t", "data": {"seed": seed}})
