@@ -146,15 +146,23 @@ def dataset_to_tensors(
     base, idx = _unwrap_subsets(ds, idx)
     if isinstance(base, TensorDataset):
         # Fast path: index the stored tensors instead of collating examples one by one.
-        x, y = base.tensors[0][idx], base.tensors[1][idx]
-    else:
-        loader = DataLoader(Subset(base, idx.tolist()), batch_size=batch_size, shuffle=False)
-        xs, ys = [], []
-        for xb, yb in loader:
-            xs.append(torch.as_tensor(xb))
-            ys.append(torch.as_tensor(yb))
-        x, y = torch.cat(xs), torch.cat(ys)
-    return as_eval_tensors(x, y)
+        return as_eval_tensors(base.tensors[0][idx], base.tensors[1][idx])
+    if len(idx) == 0:
+        raise LandscapeError("the data set is empty")
+    loader = DataLoader(Subset(base, idx.tolist()), batch_size=batch_size, shuffle=False)
+    # Each batch is copied into tensors allocated once: a list of batches joined by torch.cat
+    # would hold the set twice at its peak (1.2 GB instead of 0.6 for CIFAR-10's 50,000 images).
+    x = y = torch.empty(0)
+    start = 0
+    for xb, yb in loader:
+        xb, yb = as_eval_tensors(torch.as_tensor(xb), torch.as_tensor(yb))
+        if start == 0:
+            x = xb.new_empty((len(idx), *xb.shape[1:]))
+            y = yb.new_empty((len(idx), *yb.shape[1:]))
+        x[start : start + len(xb)] = xb
+        y[start : start + len(yb)] = yb
+        start += len(xb)
+    return x, y
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -429,3 +429,44 @@ def test_a_seed_torch_cannot_take_is_a_config_error(seed: Any) -> None:
     config_pattern = r"data\.seed: expected (a whole number from 0 to \d+|an integer), got"
     with pytest.raises(LandscapeError, match=config_pattern):
         config_from_dict({"name": "t", "data": {"seed": seed}})
+
+
+class _Bytes(Dataset):
+    """uint8 images turned into float32 one by one, as torchvision's CIFAR does."""
+
+    def __init__(self, n: int) -> None:
+        self.x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i].float() / 255, i % 10
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) * 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc")
+def test_dataset_to_tensors_holds_the_set_once() -> None:
+    ds = _Bytes(6000)
+    size = 6000 * 3 * 32 * 32 * 4  # 74 MB of float32
+    dataset_to_tensors(ds, n=10, batch_size=500)  # warm up the loader's own allocations
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak (VmHWM) to the current RSS
+    except OSError:
+        pytest.skip("cannot reset the peak RSS here")
+    before = _peak_rss_bytes()
+    x, y = dataset_to_tensors(ds, batch_size=500)
+    grown = _peak_rss_bytes() - before
+    assert x.shape == (6000, 3, 32, 32) and x.dtype == torch.float32
+    torch.testing.assert_close(x[123], ds[123][0])
+    assert y[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    # Batches joined by torch.cat held the set twice at the peak (2.07 times here); now it is
+    # held once, plus a batch and what the allocator keeps (1.3 times).
+    assert grown < 1.6 * size, f"peak grew by {grown / size:.2f} times the set"
+    with pytest.raises(LandscapeError, match="the data set is empty"):
+        dataset_to_tensors(_Bytes(0))
