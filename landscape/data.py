@@ -333,14 +333,11 @@ def _cifar_missing(
     )
 
 
-_register_cifar(
-    "cifar10",
-    "CIFAR10",
-    "cifar-10-batches-py",
-    10,
-    (0.4914, 0.4822, 0.4465),
-    (0.2470, 0.2435, 0.2616),
-)
+# CIFAR-10's channel statistics exactly as the paper's code normalizes with them (0-255 units).
+CIFAR10_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
+CIFAR10_STD = tuple(v / 255 for v in (63.0, 62.1, 66.7))
+
+_register_cifar("cifar10", "CIFAR10", "cifar-10-batches-py", 10, CIFAR10_MEAN, CIFAR10_STD)
 _register_cifar(
     "cifar100",
     "CIFAR100",
