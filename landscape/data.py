@@ -7,7 +7,7 @@ import importlib
 import inspect
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,36 @@ def data_info(cfg: DataConfig) -> DataInfo:
         train, test = _call_user_function(cfg)
         return _infer_info(cfg.name, train, test)
     return _entry(cfg.name).info(cfg)
+
+
+def differs_from_training(
+    trained: Mapping[str, Any], now: DataConfig, splits: Sequence[str]
+) -> list[str]:
+    """How the data that `splits` of `now` hold differ from those a network was trained on
+    (`trained`: the `data` section of its checkpoint's config): other inputs altogether, or a
+    split holding examples it never saw in training. Empty when they agree.
+    """
+    was = {"name": "digits", "args": {}, "resize": None, "subset": None, "seed": 0, **trained}
+    diffs = [
+        f"data.{key}: {was[key]!r} in training, {getattr(now, key)!r} now"
+        for key in ("name", "args", "resize")
+        if (was[key] or None) != (getattr(now, key) or None)
+    ]
+    if diffs:
+        return diffs
+    if now.name == "digits" and was["seed"] != now.seed:
+        # Digits ship without a split: the seed draws it, so the train split moves with it.
+        return [f"data.seed: {was['seed']} in training, {now.seed} now (another train/test split)"]
+    # A subset is a prefix of one seeded permutation, so a smaller one, same seed, was all seen.
+    seen = was["subset"] is None or (
+        now.subset is not None and now.subset <= was["subset"] and now.seed == was["seed"]
+    )
+    if "train" in splits and not seen:
+        return [
+            f"data.subset: {was['subset']} (seed {was['seed']}) in training, {now.subset} "
+            f"(seed {now.seed}) now (the train split holds examples it was not trained on)"
+        ]
+    return []
 
 
 def subset_indices(total: int, n: int | None, seed: int) -> Tensor:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import sys
 import textwrap
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -478,3 +480,49 @@ def test_cifar10_is_normalized_as_in_the_papers_code() -> None:
     info = data_info(make_cfg(name="cifar10"))
     assert info.mean == tuple(v / 255.0 for v in (125.3, 123.0, 113.9))
     assert info.std == tuple(v / 255.0 for v in (63.0, 62.1, 66.7))
+
+
+# ----------------------------------------------------------------------------- vs training
+
+
+@pytest.mark.parametrize(
+    ("now", "splits", "pattern"),
+    [
+        ({}, ["train", "test"], None),
+        ({"subset": 32}, ["train"], None),  # a prefix of the same permutation: all seen
+        ({"root": "elsewhere", "download": True, "augment": False}, ["train"], None),
+        ({"resize": None}, ["test"], r"data\.resize: 16 in training, None now"),
+        ({"name": "cifar10"}, ["train"], r"data\.name: 'digits' in training, 'cifar10' now"),
+        ({"seed": 1}, ["test"], r"data\.seed: 0 in training, 1 now \(another train/test split\)"),
+        ({"subset": None}, ["train"], r"data\.subset: 64 \(seed 0\) in training, None \(seed 0\)"),
+        ({"subset": 65}, ["train"], r"data\.subset: 64 .* 65 .* not trained on"),
+        ({"subset": None}, ["test"], None),  # the test split is the same either way
+    ],
+)
+def test_differs_from_training(now: dict, splits: list[str], pattern: str | None) -> None:
+    from landscape.data import differs_from_training
+
+    trained = vars(make_cfg(subset=64, resize=16))
+    diffs = differs_from_training(trained, make_cfg(**{**trained, **now}), splits)
+    if pattern is None:
+        assert diffs == []
+    else:
+        assert len(diffs) == 1 and re.search(pattern, diffs[0]), diffs
+
+
+def test_a_smaller_subset_with_the_same_seed_was_seen_in_training() -> None:
+    # What differs_from_training relies on to let data.subset shrink without a warning.
+    big = load_datasets(make_cfg(subset=64, seed=5))[0]
+    small = load_datasets(make_cfg(subset=32, seed=5))[0]
+    assert set(small.indices) <= set(big.indices)
+
+
+def test_a_surface_on_other_data_than_training_warns(make_config: Any) -> None:
+    from landscape.surface import job_from_config
+
+    # The shared checkpoint was trained on 8x8 digits; 16x16 inputs are not what it learned.
+    with pytest.warns(UserWarning, match=r"trained on other data .*data\.resize: None in training"):
+        job_from_config(make_config(data={"resize": 16}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        job_from_config(make_config(data={"subset": 48}))
