@@ -347,20 +347,42 @@ def _cifar_missing(
     name: str, root: str, folder: str, download: bool, exc: Exception
 ) -> LandscapeError:
     """Say why torchvision could not open a CIFAR set and what to do about it."""
+    root = os.path.abspath(root)
+    path = os.path.join(root, folder)
+    if os.path.basename(os.path.normpath(root)) == folder:
+        return LandscapeError(
+            f"data.root {root!r} is the data set's own folder: set data.root to the folder that "
+            f"holds {folder}/ ({os.path.dirname(os.path.normpath(root))!r})"
+        )
+    if os.path.isdir(path):
+        failed = f" and the download failed ({exc})" if download else ""
+        return LandscapeError(
+            f"data set {name} in {path!r} is incomplete or corrupted (a file is missing or its "
+            f"checksum differs){failed}: replace {folder}/ with a fresh copy"
+            + ("" if download else ", or delete it and set data.download: true")
+        )
     if download:
         return LandscapeError(
             f"data set {name} not found under {root!r} and the download failed ({exc}): "
             f"put the python version ({folder}/) there by hand"
         )
-    if os.path.isdir(os.path.join(root, folder)):
+    archive = next((f for f in _listdir(root) if f.endswith(".tar.gz") and "python" in f), None)
+    if archive is not None:
         return LandscapeError(
-            f"data set {name} under {root!r} is incomplete or corrupted (checksum mismatch): "
-            f"replace {folder}/ with a fresh copy, or delete it and set data.download: true"
+            f"data set {name} not found under {root!r}, which holds {archive}: extract it there "
+            f"(tar -xzf {archive}) so that {folder}/ appears, or set data.download: true"
         )
     return LandscapeError(
         f"data set {name} not found under {root!r}: put the python version ({folder}/) there, "
         "or set data.download: true to download it"
     )
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
 
 
 # CIFAR-10's channel statistics exactly as the paper's code normalizes with them (0-255 units).

@@ -281,6 +281,39 @@ def test_cifar_checksum_mismatch_is_reported(cifar_root: Path) -> None:
         eval_dataset(make_cfg(name="cifar100", root=str(cifar_root)), "test")
 
 
+def test_a_partial_cifar_folder_names_its_path(cifar_root: Path, monkeypatch: Any) -> None:
+    import torchvision.datasets.cifar as tv_cifar
+
+    (cifar_root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    folder = str(cifar_root / "cifar-10-batches-py")
+    cfg = make_cfg(name="cifar10", root=str(cifar_root))
+    with pytest.raises(LandscapeError, match=f"in '{folder}' is incomplete or corrupted"):
+        load_datasets(cfg)
+    # With download: true and no network, the folder is still there but broken, not missing.
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", _offline)
+    with pytest.raises(LandscapeError) as err:
+        load_datasets(make_cfg(name="cifar10", root=str(cifar_root), download=True))
+    msg = str(err.value)
+    assert "corrupted" in msg and "download failed (network is unreachable)" in msg
+    assert "not found" not in msg
+
+
+def test_a_root_inside_the_cifar_folder_says_to_go_up(cifar_root: Path) -> None:
+    cfg = make_cfg(name="cifar10", root=str(cifar_root / "cifar-10-batches-py"))
+    with pytest.raises(LandscapeError, match=r"is the data set's own folder: set data\.root to"):
+        load_datasets(cfg)
+
+
+def test_an_unextracted_cifar_archive_says_to_extract_it(tmp_path: Path) -> None:
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
+    with pytest.raises(LandscapeError, match=r"holds cifar-10-python\.tar\.gz: extract it there"):
+        load_datasets(make_cfg(name="cifar10", root=str(tmp_path)))
+
+
+def _offline(*args: Any, **kwargs: Any) -> None:
+    raise OSError("network is unreachable")
+
+
 # ----------------------------------------------------------------------------- import paths
 
 USER_MODULE = """
