@@ -228,6 +228,13 @@ def _check_sizes(cfg: DataConfig) -> None:
                 f"expected a positive integer or null, got {value!r}", key=f"data.{key}"
             )
     check_seed(cfg.seed, "data.seed")
+    if cfg.resize is not None and _is_import_path(cfg.name):
+        # A user's function returns its examples as they are; ignoring resize would be silent.
+        raise ConfigError(
+            f"resizes the bundled data sets only, not {cfg.name}: resize in that function "
+            "(pass the size through data.args), or set data.resize: null",
+            key="data.resize",
+        )
 
 
 def _subset(ds: Dataset, cfg: DataConfig, split: str) -> Dataset:

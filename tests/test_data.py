@@ -387,6 +387,14 @@ def test_import_path_flat_features(user_module: str) -> None:
     assert (info.in_channels, info.image_size) == (4, 0)
 
 
+def test_resize_of_an_import_path_is_refused_not_ignored(user_module: str) -> None:
+    # The function's 6x6 images came back unresized while data.resize said 16.
+    cfg = make_cfg(name=f"{user_module}:load", resize=16)
+    for call in (load_datasets, data_info, lambda c: eval_dataset(c, "train")):
+        with pytest.raises(LandscapeError, match=r"data\.resize: resizes the bundled data sets"):
+            call(cfg)
+
+
 @pytest.mark.parametrize(
     ("name", "args", "pattern"),
     [
