@@ -29,14 +29,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .config import PRECISIONS, EngineConfig
+from .data import CIFAR10_MEAN as MEAN  # the channel statistics research scripts normalize with
+from .data import CIFAR10_STD as STD
 from .directions import Direction, random_directions, target_tensors
 from .engine import EvalSet, PointEvaluator, autocast_context, device_name, resolve_device
 from .errors import LandscapeError, unknown_name_message
 from .surface import Log
 
-# CIFAR-10's channel statistics, as the research scripts normalize with them.
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2470, 0.2435, 0.2616)
 NUM_CLASSES = 10
 BASELINE_BATCH = 128
 

@@ -27,6 +27,8 @@ KINDS_1D = ("line",)
 # More points per axis than anyone evaluates; a typo such as 1e9 would otherwise allocate (and
 # then try to fill) a grid that does not fit in memory.
 MAX_AXIS_POINTS = 100_001
+# torch.Generator takes seeds below 2**64; data.seed + 1 seeds the bn subset, so one short of 2**63.
+MAX_SEED = 2**63 - 2
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> None:
@@ -39,6 +41,12 @@ def _finite(value: float, key: str) -> None:
     # NaN passes every bound check (nan <= 0 is False), so it is refused before them.
     if not math.isfinite(value):
         raise ConfigError(f"must be a finite number, got {value}", key=key)
+
+
+def check_seed(seed: Any, key: str) -> None:
+    """A seed that torch.Generator takes: a whole number from 0 to MAX_SEED."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"expected a whole number from 0 to {MAX_SEED}, got {seed!r}", key=key)
 
 
 def _at_most_axis_points(num: int | float, key: str) -> None:
@@ -136,6 +144,7 @@ class DataConfig:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"must be a positive integer, got {v}", key=f"{key}.{name}")
+        check_seed(self.seed, f"{key}.seed")
 
 
 @dataclass

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import sys
 import textwrap
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -279,6 +281,39 @@ def test_cifar_checksum_mismatch_is_reported(cifar_root: Path) -> None:
         eval_dataset(make_cfg(name="cifar100", root=str(cifar_root)), "test")
 
 
+def test_a_partial_cifar_folder_names_its_path(cifar_root: Path, monkeypatch: Any) -> None:
+    import torchvision.datasets.cifar as tv_cifar
+
+    (cifar_root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    folder = str(cifar_root / "cifar-10-batches-py")
+    cfg = make_cfg(name="cifar10", root=str(cifar_root))
+    with pytest.raises(LandscapeError, match=f"in '{folder}' is incomplete or corrupted"):
+        load_datasets(cfg)
+    # With download: true and no network, the folder is still there but broken, not missing.
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", _offline)
+    with pytest.raises(LandscapeError) as err:
+        load_datasets(make_cfg(name="cifar10", root=str(cifar_root), download=True))
+    msg = str(err.value)
+    assert "corrupted" in msg and "download failed (network is unreachable)" in msg
+    assert "not found" not in msg
+
+
+def test_a_root_inside_the_cifar_folder_says_to_go_up(cifar_root: Path) -> None:
+    cfg = make_cfg(name="cifar10", root=str(cifar_root / "cifar-10-batches-py"))
+    with pytest.raises(LandscapeError, match=r"is the data set's own folder: set data\.root to"):
+        load_datasets(cfg)
+
+
+def test_an_unextracted_cifar_archive_says_to_extract_it(tmp_path: Path) -> None:
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
+    with pytest.raises(LandscapeError, match=r"holds cifar-10-python\.tar\.gz: extract it there"):
+        load_datasets(make_cfg(name="cifar10", root=str(tmp_path)))
+
+
+def _offline(*args: Any, **kwargs: Any) -> None:
+    raise OSError("network is unreachable")
+
+
 # ----------------------------------------------------------------------------- import paths
 
 USER_MODULE = """
@@ -352,6 +387,14 @@ def test_import_path_flat_features(user_module: str) -> None:
     assert (info.in_channels, info.image_size) == (4, 0)
 
 
+def test_resize_of_an_import_path_is_refused_not_ignored(user_module: str) -> None:
+    # The function's 6x6 images came back unresized while data.resize said 16.
+    cfg = make_cfg(name=f"{user_module}:load", resize=16)
+    for call in (load_datasets, data_info, lambda c: eval_dataset(c, "train")):
+        with pytest.raises(LandscapeError, match=r"data\.resize: resizes the bundled data sets"):
+            call(cfg)
+
+
 @pytest.mark.parametrize(
     ("name", "args", "pattern"),
     [
@@ -416,3 +459,111 @@ def test_dataset_to_tensors_subset_is_seeded() -> None:
     assert len(set(a.tolist())) == 20
     with pytest.raises(LandscapeError, match="cannot take 101 examples from a data set of 100"):
         dataset_to_tensors(ds, n=101)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, True])
+def test_a_seed_torch_cannot_take_is_a_config_error(seed: Any) -> None:
+    from landscape.config import config_from_dict
+
+    # Without the check, 2**64 reached torch.Generator.manual_seed as a bare ValueError traceback.
+    pattern = r"data\.seed: expected a whole number from 0 to \d+, got"
+    with pytest.raises(LandscapeError, match=pattern):
+        load_datasets(make_cfg(seed=seed))
+    config_pattern = r"data\.seed: expected (a whole number from 0 to \d+|an integer), got"
+    with pytest.raises(LandscapeError, match=config_pattern):
+        config_from_dict({"name": "t", "data": {"seed": seed}})
+
+
+class _Bytes(Dataset):
+    """uint8 images turned into float32 one by one, as torchvision's CIFAR does."""
+
+    def __init__(self, n: int) -> None:
+        self.x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i].float() / 255, i % 10
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) * 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc")
+def test_dataset_to_tensors_holds_the_set_once() -> None:
+    ds = _Bytes(6000)
+    size = 6000 * 3 * 32 * 32 * 4  # 74 MB of float32
+    dataset_to_tensors(ds, n=10, batch_size=500)  # warm up the loader's own allocations
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak (VmHWM) to the current RSS
+    except OSError:
+        pytest.skip("cannot reset the peak RSS here")
+    before = _peak_rss_bytes()
+    x, y = dataset_to_tensors(ds, batch_size=500)
+    grown = _peak_rss_bytes() - before
+    assert x.shape == (6000, 3, 32, 32) and x.dtype == torch.float32
+    torch.testing.assert_close(x[123], ds[123][0])
+    assert y[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    # Batches joined by torch.cat held the set twice at the peak (2.07 times here); now it is
+    # held once, plus a batch and what the allocator keeps (1.3 times).
+    assert grown < 1.6 * size, f"peak grew by {grown / size:.2f} times the set"
+    with pytest.raises(LandscapeError, match="the data set is empty"):
+        dataset_to_tensors(_Bytes(0))
+
+
+def test_cifar10_is_normalized_as_in_the_papers_code() -> None:
+    # The paper's cifar10/dataloader.py: Normalize(mean=[x/255.0 for x in [125.3, 123.0, 113.9]],
+    # std=[x/255.0 for x in [63.0, 62.1, 66.7]]); 0.4822 and 0.4465 were 1.6e-4 off in G and B.
+    info = data_info(make_cfg(name="cifar10"))
+    assert info.mean == tuple(v / 255.0 for v in (125.3, 123.0, 113.9))
+    assert info.std == tuple(v / 255.0 for v in (63.0, 62.1, 66.7))
+
+
+# ----------------------------------------------------------------------------- vs training
+
+
+@pytest.mark.parametrize(
+    ("now", "splits", "pattern"),
+    [
+        ({}, ["train", "test"], None),
+        ({"subset": 32}, ["train"], None),  # a prefix of the same permutation: all seen
+        ({"root": "elsewhere", "download": True, "augment": False}, ["train"], None),
+        ({"resize": None}, ["test"], r"data\.resize: 16 in training, None now"),
+        ({"name": "cifar10"}, ["train"], r"data\.name: 'digits' in training, 'cifar10' now"),
+        ({"seed": 1}, ["test"], r"data\.seed: 0 in training, 1 now \(another train/test split\)"),
+        ({"subset": None}, ["train"], r"data\.subset: 64 \(seed 0\) in training, None \(seed 0\)"),
+        ({"subset": 65}, ["train"], r"data\.subset: 64 .* 65 .* not trained on"),
+        ({"subset": None}, ["test"], None),  # the test split is the same either way
+    ],
+)
+def test_differs_from_training(now: dict, splits: list[str], pattern: str | None) -> None:
+    from landscape.data import differs_from_training
+
+    trained = vars(make_cfg(subset=64, resize=16))
+    diffs = differs_from_training(trained, make_cfg(**{**trained, **now}), splits)
+    if pattern is None:
+        assert diffs == []
+    else:
+        assert len(diffs) == 1 and re.search(pattern, diffs[0]), diffs
+
+
+def test_a_smaller_subset_with_the_same_seed_was_seen_in_training() -> None:
+    # What differs_from_training relies on to let data.subset shrink without a warning.
+    big = load_datasets(make_cfg(subset=64, seed=5))[0]
+    small = load_datasets(make_cfg(subset=32, seed=5))[0]
+    assert set(small.indices) <= set(big.indices)
+
+
+def test_a_surface_on_other_data_than_training_warns(make_config: Any) -> None:
+    from landscape.surface import job_from_config
+
+    # The shared checkpoint was trained on 8x8 digits; 16x16 inputs are not what it learned.
+    with pytest.warns(UserWarning, match=r"trained on other data .*data\.resize: None in training"):
+        job_from_config(make_config(data={"resize": 16}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        job_from_config(make_config(data={"subset": 48}))
