@@ -421,3 +421,15 @@ def test_public_figures_use_the_module_font_sizes(draw: str, bowl: SurfaceData) 
         else:
             fig = plot.plot_trajectory(bowl, np.zeros((3, 2)), epochs=[1, 2, 3])
     assert fig.axes[0].title.get_fontsize() == plot._STYLE["axes.titlesize"]
+
+
+def test_filled_contour_colour_bar_ticks_stay_inside_its_levels(bowl: SurfaceData) -> None:
+    # The paper's levels 0.1, 0.6, ..., 9.6: a filled contour's bar drew round ticks beyond
+    # them (0 and 10.5) at its ends, labelling the 0.1 band "0.0".
+    levels = list(np.arange(0.1, 10.0, 0.5))
+    fig = plot.plot_surface(surface(4 * bowl.metrics["train_loss"], "b"), "contourf", levels=levels)
+    bar = fig.axes[1]._colorbar
+    ticks = bar.get_ticks()
+    assert len(ticks) >= 3
+    assert (bar.vmin, bar.vmax) == (0.1, levels[-1])
+    assert ticks.min() >= bar.vmin and ticks.max() <= bar.vmax

@@ -568,13 +568,19 @@ def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _colorbar(fig: Figure, mappable: Any, axes: list[Any], label: str, kind: str, ext: str) -> None:
-    # Round ticks: the default for filled contours would be the (unround) level boundaries.
-    kw: dict[str, Any] = {"ax": axes, "label": label, "ticks": MaxNLocator(8)}
+    kw: dict[str, Any] = {"ax": axes, "label": label}
     if kind == "surface3d":
         kw["shrink"] = 0.7  # 3D axes leave empty space above and below
     if kind != "contourf":
         kw["extend"] = ext  # a filled contour set carries its own extend
-    fig.colorbar(mappable, **kw)
+    bar = fig.colorbar(mappable, **kw)
+    # Round ticks (the default for filled contours would be the unround level boundaries), and
+    # only those inside the bar: a filled contour's bar maps a tick beyond its outer levels onto
+    # the bar's end, so 0.1..9.6 would read "0.0" and "10.5" there.
+    lo, hi = bar.ax.get_ylim()  # the bar's own range, vertical as it stands beside the axes
+    ticks = np.asarray(MaxNLocator(8).tick_values(lo, hi))
+    tol = 1e-9 * (hi - lo)
+    bar.set_ticks(list(ticks[(ticks >= lo - tol) & (ticks <= hi + tol)]))
 
 
 def _limit_y(
