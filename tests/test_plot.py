@@ -433,3 +433,43 @@ def test_filled_contour_colour_bar_ticks_stay_inside_its_levels(bowl: SurfaceDat
     assert len(ticks) >= 3
     assert (bar.vmin, bar.vmax) == (0.1, levels[-1])
     assert ticks.min() >= bar.vmin and ticks.max() <= bar.vmax
+
+
+def label_boxes(fig: Figure) -> list:
+    """The window extents of every panel's contour labels, after drawing."""
+    fig.draw_without_rendering()
+    return [
+        (ax.get_window_extent(), [t.get_window_extent() for t in cs.labelTexts])
+        for ax in main_axes(fig)
+        for cs in artists_of(ax, ContourSet)
+    ]
+
+
+def test_contour_labels_are_whole_and_apart() -> None:
+    # A 5x5 ResNet-56 surface from the quickstart's quick profile: matplotlib put "8.4" on the
+    # left edge, where the axes cut it to "4", and labels at the corners on one another.
+    z = np.array(
+        [
+            [8.805, 7.852, 7.393, 7.388, 7.47],
+            [7.375, 5.93, 4.099, 4.69, 6.636],
+            [7.552, 3.809, 3.037, 3.73, 6.056],
+            [7.851, 4.642, 3.683, 4.454, 5.591],
+            [7.714, 6.18, 5.281, 5.303, 5.78],
+        ]
+    )
+    x = np.linspace(-1, 1, 5)
+    coarse = SurfaceData(x=x, y=x, metrics={"train_loss": z}, done=np.ones((5, 5), bool))
+    x, y, bowl = bowl_values()
+    steep = surface(np.exp(3 * bowl), "steep")  # lines crowd at the corners
+    figs = [plot.plot_surface(s, "contour") for s in (coarse, steep)]
+    figs.append(plot.plot_compare([coarse, coarse], "contour"))
+    for fig in figs:
+        for box, labels in label_boxes(fig):
+            assert len(labels) >= 2
+            for i, a in enumerate(labels):
+                assert box.x0 <= a.x0 and a.x1 <= box.x1 and box.y0 <= a.y0 and a.y1 <= box.y1
+                assert not any(a.overlaps(b) for b in labels[:i])
+    # The trained model's star stays uncovered.
+    (ax,) = main_axes(figs[0])
+    star = ax.transData.transform((0, 0))
+    assert not any(t.get_window_extent().contains(*star) for t in ax.texts)
