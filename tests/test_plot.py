@@ -323,7 +323,10 @@ def test_save_figure_formats(bowl: SurfaceData, tmp_path: Path) -> None:
     for fmt in ("pdf", "svg"):
         out = plot.save_figure(plot.plot_surface(bowl, "heatmap"), tmp_path / "deep" / f"f.{fmt}")
         assert out.exists() and out.parent.name == "deep"
-    assert (tmp_path / "deep" / "f.pdf").read_bytes().startswith(b"%PDF")
+    pdf = (tmp_path / "deep" / "f.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF")
+    # Embedded TrueType, not Type 3 fonts, which conference PDF checks refuse.
+    assert b"/FontFile2" in pdf and b"/Type3" not in pdf
     out = plot.save_figure(plot.plot_surface(bowl, "heatmap"), tmp_path / "run_lr=0.1", "png", DPI)
     assert out.name == "run_lr=0.1.png"
     check_png(out)
