@@ -476,3 +476,15 @@ def test_contour_labels_are_whole_and_apart() -> None:
     (ax,) = main_axes(figs[0])
     star = ax.transData.transform((0, 0))
     assert not any(t.get_window_extent().contains(*star) for t in ax.texts)
+
+
+def test_vector_figures_have_no_seams_between_cells(bowl: SurfaceData, tmp_path: Path) -> None:
+    # In a PDF, vector cells and facets are drawn with a light seam around each one (and a
+    # 3D surface of 10,000 facets made a file of a megabyte): heat maps and 3D surfaces go in
+    # as images, filled contour bands are edged in their own colour.
+    for kind in ("heatmap", "surface3d"):
+        pdf = plot.save_figure(plot.plot_surface(bowl, kind), tmp_path / f"{kind}.pdf").read_bytes()
+        assert b"/Subtype /Image" in pdf and len(pdf) < 200_000
+    fig = plot.plot_surface(bowl, "contourf")
+    (bands,) = artists_of(main_axes(fig)[0], ContourSet)
+    assert_allclose(bands.get_edgecolor(), bands.get_facecolor())
