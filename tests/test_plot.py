@@ -488,3 +488,15 @@ def test_vector_figures_have_no_seams_between_cells(bowl: SurfaceData, tmp_path:
     fig = plot.plot_surface(bowl, "contourf")
     (bands,) = artists_of(main_axes(fig)[0], ContourSet)
     assert_allclose(bands.get_edgecolor(), bands.get_facecolor())
+
+
+def test_a_panel_that_no_level_crosses_says_so(bowl: SurfaceData) -> None:
+    # The quickstart's quick profile: the plain net's panel (2.26..2.47) fell between two of
+    # the levels it shared with a steep one, and came out an empty square.
+    flat = surface(2.32 + 0.01 * bowl.metrics["train_loss"], "flat")  # levels 2.3, 2.35
+    steep = surface(2 + 10 * bowl.metrics["train_loss"], "steep")
+    # The lowest level below the flat panel, or at its minimum, where it is a single point.
+    for levels in (None, [2.32, 2.5, 5.0, 10.0]):
+        fig = plot.plot_compare([steep, flat], "contour", levels=levels)
+        texts = [[t.get_text() for t in ax.texts if "level" in t.get_text()] for ax in fig.axes]
+        assert texts == [[], ["no level crossed: train loss 2.32 to 2.33"]]

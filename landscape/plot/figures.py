@@ -506,6 +506,19 @@ def _draw_2d(
     if kind == "contour":
         # Its lines get their numbers once the figure is laid out (_label_contours).
         mappable = ax.contour(x, y, z, levels=levels, cmap=CMAP, vmin=lo, vmax=hi, linewidths=0.9)
+        # A flat panel beside a steep one can fall between two shared levels (a level at its
+        # minimum is a single point); say so rather than leave an empty square that reads as
+        # missing data.
+        lines = [seg for segs in mappable.allsegs for seg in segs if len(seg)]
+        if not any(np.ptp(seg, axis=0).max() > 0 for seg in lines) and z.count():
+            ax.text(
+                0.5,
+                0.04,
+                f"no level crossed: {label} {z.min():.3g} to {z.max():.3g}",
+                transform=ax.transAxes,
+                ha="center",
+                fontsize=8,
+            )
     elif kind == "contourf":
         filled = diverged_above(z, lo, hi)
         mappable = ax.contourf(x, y, filled, levels=levels, cmap=CMAP, extend=extend)
