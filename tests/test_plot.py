@@ -323,7 +323,10 @@ def test_save_figure_formats(bowl: SurfaceData, tmp_path: Path) -> None:
     for fmt in ("pdf", "svg"):
         out = plot.save_figure(plot.plot_surface(bowl, "heatmap"), tmp_path / "deep" / f"f.{fmt}")
         assert out.exists() and out.parent.name == "deep"
-    assert (tmp_path / "deep" / "f.pdf").read_bytes().startswith(b"%PDF")
+    pdf = (tmp_path / "deep" / "f.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF")
+    # Embedded TrueType, not Type 3 fonts, which conference PDF checks refuse.
+    assert b"/FontFile2" in pdf and b"/Type3" not in pdf
     out = plot.save_figure(plot.plot_surface(bowl, "heatmap"), tmp_path / "run_lr=0.1", "png", DPI)
     assert out.name == "run_lr=0.1.png"
     check_png(out)
@@ -421,3 +424,79 @@ def test_public_figures_use_the_module_font_sizes(draw: str, bowl: SurfaceData) 
         else:
             fig = plot.plot_trajectory(bowl, np.zeros((3, 2)), epochs=[1, 2, 3])
     assert fig.axes[0].title.get_fontsize() == plot._STYLE["axes.titlesize"]
+
+
+def test_filled_contour_colour_bar_ticks_stay_inside_its_levels(bowl: SurfaceData) -> None:
+    # The paper's levels 0.1, 0.6, ..., 9.6: a filled contour's bar drew round ticks beyond
+    # them (0 and 10.5) at its ends, labelling the 0.1 band "0.0".
+    levels = list(np.arange(0.1, 10.0, 0.5))
+    fig = plot.plot_surface(surface(4 * bowl.metrics["train_loss"], "b"), "contourf", levels=levels)
+    bar = fig.axes[1]._colorbar
+    ticks = bar.get_ticks()
+    assert len(ticks) >= 3
+    assert (bar.vmin, bar.vmax) == (0.1, levels[-1])
+    assert ticks.min() >= bar.vmin and ticks.max() <= bar.vmax
+
+
+def label_boxes(fig: Figure) -> list:
+    """The window extents of every panel's contour labels, after drawing."""
+    fig.draw_without_rendering()
+    return [
+        (ax.get_window_extent(), [t.get_window_extent() for t in cs.labelTexts])
+        for ax in main_axes(fig)
+        for cs in artists_of(ax, ContourSet)
+    ]
+
+
+def test_contour_labels_are_whole_and_apart() -> None:
+    # A 5x5 ResNet-56 surface from the quickstart's quick profile: matplotlib put "8.4" on the
+    # left edge, where the axes cut it to "4", and labels at the corners on one another.
+    z = np.array(
+        [
+            [8.805, 7.852, 7.393, 7.388, 7.47],
+            [7.375, 5.93, 4.099, 4.69, 6.636],
+            [7.552, 3.809, 3.037, 3.73, 6.056],
+            [7.851, 4.642, 3.683, 4.454, 5.591],
+            [7.714, 6.18, 5.281, 5.303, 5.78],
+        ]
+    )
+    x = np.linspace(-1, 1, 5)
+    coarse = SurfaceData(x=x, y=x, metrics={"train_loss": z}, done=np.ones((5, 5), bool))
+    x, y, bowl = bowl_values()
+    steep = surface(np.exp(3 * bowl), "steep")  # lines crowd at the corners
+    figs = [plot.plot_surface(s, "contour") for s in (coarse, steep)]
+    figs.append(plot.plot_compare([coarse, coarse], "contour"))
+    for fig in figs:
+        for box, labels in label_boxes(fig):
+            assert len(labels) >= 2
+            for i, a in enumerate(labels):
+                assert box.x0 <= a.x0 and a.x1 <= box.x1 and box.y0 <= a.y0 and a.y1 <= box.y1
+                assert not any(a.overlaps(b) for b in labels[:i])
+    # The trained model's star stays uncovered.
+    (ax,) = main_axes(figs[0])
+    star = ax.transData.transform((0, 0))
+    assert not any(t.get_window_extent().contains(*star) for t in ax.texts)
+
+
+def test_vector_figures_have_no_seams_between_cells(bowl: SurfaceData, tmp_path: Path) -> None:
+    # In a PDF, vector cells and facets are drawn with a light seam around each one (and a
+    # 3D surface of 10,000 facets made a file of a megabyte): heat maps and 3D surfaces go in
+    # as images, filled contour bands are edged in their own colour.
+    for kind in ("heatmap", "surface3d"):
+        pdf = plot.save_figure(plot.plot_surface(bowl, kind), tmp_path / f"{kind}.pdf").read_bytes()
+        assert b"/Subtype /Image" in pdf and len(pdf) < 200_000
+    fig = plot.plot_surface(bowl, "contourf")
+    (bands,) = artists_of(main_axes(fig)[0], ContourSet)
+    assert_allclose(bands.get_edgecolor(), bands.get_facecolor())
+
+
+def test_a_panel_that_no_level_crosses_says_so(bowl: SurfaceData) -> None:
+    # The quickstart's quick profile: the plain net's panel (2.26..2.47) fell between two of
+    # the levels it shared with a steep one, and came out an empty square.
+    flat = surface(2.32 + 0.01 * bowl.metrics["train_loss"], "flat")  # levels 2.3, 2.35
+    steep = surface(2 + 10 * bowl.metrics["train_loss"], "steep")
+    # The lowest level below the flat panel, or at its minimum, where it is a single point.
+    for levels in (None, [2.32, 2.5, 5.0, 10.0]):
+        fig = plot.plot_compare([steep, flat], "contour", levels=levels)
+        texts = [[t.get_text() for t in ax.texts if "level" in t.get_text()] for ax in fig.axes]
+        assert texts == [[], ["no level crossed: train loss 2.32 to 2.33"]]

@@ -18,8 +18,11 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import Collection
 from matplotlib.colors import LightSource, Normalize
+from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
+from matplotlib.textpath import TextPath
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import LandscapeError, unknown_name_message
@@ -53,6 +56,15 @@ _STYLE: dict[RcKeyType, Any] = {
     "ytick.labelsize": 9,
     "legend.fontsize": 9,
 }
+# Contour labels: their number format, font size and the gap left in the line on each side.
+_LABEL_FMT = "%.3g"
+_LABEL_SIZE = 7
+_LABEL_SPACING = 3
+# How far, in points, a contour label's end keeps from a marker's centre (a 10 pt star's radius).
+_MARK_CLEARANCE = 7
+# Fonts embedded as TrueType (Type 42): matplotlib's default Type 3 fonts in a PDF are refused
+# by the PDF checks of ICML, IEEE and ACM submissions.  Read when a figure is saved.
+_SAVE_STYLE: dict[RcKeyType, Any] = {"pdf.fonttype": 42, "ps.fonttype": 42}
 # A 3D surface is seen from this elevation, in degrees.
 _ELEVATION = 45
 _P = ParamSpec("_P")
@@ -117,6 +129,7 @@ def plot_surface(
         if surf.repeats > 1:
             title += f" (draw {repeat + 1} of {surf.repeats})"
     ax.set_title(title)
+    _label_contours(fig)
     return fig
 
 
@@ -244,6 +257,7 @@ def plot_compare(
         _colorbar(fig, mappables[0], axes, label, kind, ext)
     else:
         fig.suptitle(label)
+    _label_contours(fig)
     return fig
 
 
@@ -300,6 +314,7 @@ def plot_trajectory(
     ax.set_ylabel(ylabel if ylabel is not None else one.axis_label(1))
     ax.legend(loc="best")
     ax.set_title(title if title is not None else f"{surf.title}: {label}")
+    _label_contours(fig)
     return fig
 
 
@@ -381,7 +396,8 @@ def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int 
         path = path.with_name(f"{path.name}.{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # A tight box keeps 3D axis labels that stick out of the axes' own box.
-    fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
+    with matplotlib.rc_context(_SAVE_STYLE):
+        fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     # Our figures are not registered with pyplot and are freed when dropped; one made through
     # pyplot is held by it until closed.
     pyplot = sys.modules.get("matplotlib.pyplot")
@@ -488,20 +504,39 @@ def _draw_2d(
     if len(x) < 2 or len(y) < 2:
         raise LandscapeError(f"{surf.path}: a 2D plot needs at least 2 points along each axis")
     if kind == "contour":
+        # Its lines get their numbers once the figure is laid out (_label_contours).
         mappable = ax.contour(x, y, z, levels=levels, cmap=CMAP, vmin=lo, vmax=hi, linewidths=0.9)
-        # About ten round levels carry a number: labels on all 30 would crowd the lines, and
-        # the end levels are the data's own (unround) extremes.
-        inner = levels[1:-1] if len(levels) > 2 else levels
-        step = max(1, len(inner) // 10)
-        ax.clabel(mappable, inner[::step], inline=True, fmt="%.3g", fontsize=7)
+        # A flat panel beside a steep one can fall between two shared levels (a level at its
+        # minimum is a single point); say so rather than leave an empty square that reads as
+        # missing data.
+        lines = [seg for segs in mappable.allsegs for seg in segs if len(seg)]
+        if not any(np.ptp(seg, axis=0).max() > 0 for seg in lines) and z.count():
+            ax.text(
+                0.5,
+                0.04,
+                f"no level crossed: {label} {z.min():.3g} to {z.max():.3g}",
+                transform=ax.transAxes,
+                ha="center",
+                fontsize=8,
+            )
     elif kind == "contourf":
         filled = diverged_above(z, lo, hi)
         mappable = ax.contourf(x, y, filled, levels=levels, cmap=CMAP, extend=extend)
+        # Each band edged in its own colour: PDF viewers otherwise show a light seam between
+        # neighbouring bands.
+        bands = [mappable] if isinstance(mappable, Collection) else mappable.collections
+        for band in bands:
+            band.set_edgecolor("face")
+            band.set_linewidth(0.3)
     elif kind == "heatmap":
         # pcolormesh puts each value at its own coordinate, so uneven grids are drawn right
         # and y grows upwards (origin lower).
         filled = diverged_above(z, lo, hi)
-        mappable = ax.pcolormesh(x, y, filled, shading="nearest", cmap=CMAP, vmin=lo, vmax=hi)
+        # Rasterized (axes and text stay vector): as vector quads, PDF viewers draw a light
+        # seam around every cell.
+        mappable = ax.pcolormesh(
+            x, y, filled, shading="nearest", cmap=CMAP, vmin=lo, vmax=hi, rasterized=True
+        )
     else:
         xf, yf, zf = surface3d_heights(x, y, np.ma.getdata(z).astype(float), lo, hi)
         # Shaded by a light from the upper left: flat colour alone hides the surface's form.
@@ -528,6 +563,9 @@ def _draw_2d(
             antialiased=False,
             rcount=min(len(yf), 200),  # the default 50 would blur grids finer than 50 x 50
             ccount=min(len(xf), 200),
+            # As an image in PDF and SVG: 10,000 and more vector facets made files of a
+            # megabyte, drawn with a light seam around every facet.
+            rasterized=True,
         )
         mappable = ScalarMappable(norm=Normalize(lo, hi), cmap=CMAP)
         # From higher than matplotlib's 30 degrees: the basin shows, and fewer faces of the
@@ -546,6 +584,108 @@ def _draw_2d(
             ax.plot(0, 0, marker="*", ms=10, color="white", mec="black", zorder=5)
         _set_aspect(ax, x, y)
     return mappable
+
+
+def _label_contours(fig: Figure) -> None:
+    """Number about ten round levels of each contour panel, each label where it reads whole.
+
+    matplotlib's own placement counts a label's width in path vertices, so on a coarse grid it
+    puts labels on a line's end, where the axes cut them ("8.4" read "4"), and where short lines
+    crowd (a basin's corners) it stacks them on one another.  Here each line gets its label at
+    its straightest stretch that lies inside the axes and clear of the labels placed before,
+    or none; this needs the laid-out figure, since labels keep their size as the axes shrink.
+    """
+    panels = [
+        (ax, cs)
+        for ax in fig.axes
+        for cs in ax.get_children()
+        if isinstance(cs, ContourSet) and not cs.filled
+    ]
+    if not panels:
+        return
+    fig.draw_without_rendering()
+    px = fig.dpi / 72.0  # display pixels per point
+    for ax, cs in panels:
+        levels = np.asarray(cs.levels)
+        # Not the end levels: with default levels they are the data's own (unround) extremes.
+        inner = levels[1:-1] if len(levels) > 2 else levels
+        chosen = inner[:: -(-len(inner) // 10)]  # every ceil(n / 10)th
+        box = ax.get_window_extent()
+        # Markers (the trained model's star, a path's points) stay uncovered.
+        marks = [ax.transData.transform(ln.get_xydata()) for ln in ax.get_lines() if _marked(ln)]
+        keep_off = (np.concatenate([*marks, _NONE]), _MARK_CLEARANCE * px)
+        placed: list[np.ndarray] = []
+        for level, segs in zip(levels, cs.allsegs, strict=True):
+            if level not in chosen:
+                continue
+            width = TextPath((0, 0), _LABEL_FMT % level, size=_LABEL_SIZE).get_extents().width
+            width = width * px + 2 * _LABEL_SPACING * px
+            for seg in segs:
+                spot = _label_spot(ax.transData.transform(seg), width, box, placed, keep_off)
+                if spot is not None:
+                    placed.append(spot)
+        if placed:
+            data_xy = ax.transData.inverted().transform(np.array(placed))
+            ax.clabel(
+                cs,
+                chosen,
+                inline=True,
+                inline_spacing=_LABEL_SPACING,
+                fmt=_LABEL_FMT,
+                fontsize=_LABEL_SIZE,
+                manual=[tuple(p) for p in data_xy],
+            )
+
+
+_NONE = np.zeros((0, 2))
+
+
+def _marked(line: Any) -> bool:
+    return line.get_marker() not in (None, "None", "none", "", " ")
+
+
+def _label_spot(
+    line: np.ndarray,
+    width: float,
+    box: Any,
+    placed: list[np.ndarray],
+    keep_off: tuple[np.ndarray, float],
+) -> np.ndarray | None:
+    """Where on `line` (n, 2 display points) a label `width` pixels long goes: the point whose
+    stretch of `width` around it is straightest, with the label inside `box`, at least 1.2
+    widths from every label in `placed` (matplotlib's spacing) and its ends a clearance away
+    from the (m, 2) marker points of `keep_off` (points, clearance); None if the line has no
+    room."""
+    steps = np.hypot(*np.diff(line, axis=0).T)
+    arc = np.concatenate([[0.0], np.cumsum(steps)])
+    if arc[-1] < 1.2 * width:
+        return None
+    s = np.arange(width / 2, arc[-1] - width / 2, 2.0)  # the label stays on its own line
+    if s.size == 0:
+        return None
+
+    def at(t: np.ndarray) -> np.ndarray:  # the points at arc lengths t
+        return np.column_stack([np.interp(t, arc, line[:, 0]), np.interp(t, arc, line[:, 1])])
+
+    centre = at(s)
+    # A label turns with its line, so keep half a width from every edge, whatever the angle.
+    half = width / 2
+    ok = (
+        (centre[:, 0] >= box.x0 + half)
+        & (centre[:, 0] <= box.x1 - half)
+        & (centre[:, 1] >= box.y0 + half)
+        & (centre[:, 1] <= box.y1 - half)
+    )
+    for p in placed:
+        ok &= np.hypot(*(centre - p).T) >= 1.2 * width
+    marks, clearance = keep_off
+    for m in marks:
+        ok &= np.hypot(*(centre - m).T) >= half + clearance
+    if not ok.any():
+        return None
+    chord = np.hypot(*(at(s + half) - at(s - half)).T)  # == width where the line is straight
+    best = np.flatnonzero(ok)[np.argmax(chord[ok])]
+    return centre[best]
 
 
 def _equal_scales(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -568,13 +708,19 @@ def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _colorbar(fig: Figure, mappable: Any, axes: list[Any], label: str, kind: str, ext: str) -> None:
-    # Round ticks: the default for filled contours would be the (unround) level boundaries.
-    kw: dict[str, Any] = {"ax": axes, "label": label, "ticks": MaxNLocator(8)}
+    kw: dict[str, Any] = {"ax": axes, "label": label}
     if kind == "surface3d":
         kw["shrink"] = 0.7  # 3D axes leave empty space above and below
     if kind != "contourf":
         kw["extend"] = ext  # a filled contour set carries its own extend
-    fig.colorbar(mappable, **kw)
+    bar = fig.colorbar(mappable, **kw)
+    # Round ticks (the default for filled contours would be the unround level boundaries), and
+    # only those inside the bar: a filled contour's bar maps a tick beyond its outer levels onto
+    # the bar's end, so 0.1..9.6 would read "0.0" and "10.5" there.
+    lo, hi = bar.ax.get_ylim()  # the bar's own range, vertical as it stands beside the axes
+    ticks = np.asarray(MaxNLocator(8).tick_values(lo, hi))
+    tol = 1e-9 * (hi - lo)
+    bar.set_ticks(list(ticks[(ticks >= lo - tol) & (ticks <= hi + tol)]))
 
 
 def _limit_y(
