@@ -18,7 +18,6 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
-from matplotlib.collections import Collection
 from matplotlib.colors import LightSource, Normalize
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
@@ -524,10 +523,8 @@ def _draw_2d(
         mappable = ax.contourf(x, y, filled, levels=levels, cmap=CMAP, extend=extend)
         # Each band edged in its own colour: PDF viewers otherwise show a light seam between
         # neighbouring bands.
-        bands = [mappable] if isinstance(mappable, Collection) else mappable.collections
-        for band in bands:
-            band.set_edgecolor("face")
-            band.set_linewidth(0.3)
+        mappable.set_edgecolor("face")  # a ContourSet is one Collection (matplotlib >= 3.8)
+        mappable.set_linewidth(0.3)
     elif kind == "heatmap":
         # pcolormesh puts each value at its own coordinate, so uneven grids are drawn right
         # and y grows upwards (origin lower).
