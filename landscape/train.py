@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
 from .config import DATA_LOCATION_KEYS, Config, TrainConfig
@@ -192,11 +192,13 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr
         # Reseeding from (seed, epoch) makes shuffling and augmentation independent of where a
-        # run was interrupted, so a resumed run reaches the same weights.
-        torch.manual_seed(t.seed * 100_003 + epoch)
-        gen = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
+        # run was interrupted, so a resumed run reaches the same weights; SeededExamples makes
+        # augmentation independent of the number of loader workers too.
+        seed = t.seed * 100_003 + epoch
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
         loader = DataLoader(
-            train_set,
+            SeededExamples(train_set, seed),
             batch_size=t.batch_size,
             shuffle=True,
             generator=gen,
@@ -271,6 +273,28 @@ def _train_epoch(
         correct += int((out.argmax(1) == yb).sum())
         n += len(yb)
     return total / n, 100.0 * correct / n
+
+
+class SeededExamples(Dataset):
+    """A data set whose example i draws its random augmentation from torch's generator seeded
+    by (seed, i): the weights then do not depend on train.workers (each loader worker process
+    has a random stream of its own, and which worker loads which batch varies with their number).
+    """
+
+    def __init__(self, data: Dataset, seed: int) -> None:
+        self.data, self.seed = data, seed
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> Any:
+        gen = torch.default_generator
+        state = gen.get_state()  # the stream the training step draws from (dropout) goes on
+        gen.manual_seed((self.seed * 1_000_003 + i) % 2**63)
+        try:
+            return self.data[i]
+        finally:
+            gen.set_state(state)
 
 
 def _save(

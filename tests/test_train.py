@@ -117,6 +117,40 @@ def test_deterministic_on_cpu(train_config: Callable[..., Config]) -> None:
     _assert_same_weights(a, b)
 
 
+class _Shifted(torch.utils.data.Dataset):
+    """Each example rolled by a random pixel and flipped at random, drawn from torch's
+    generator as torchvision's RandomCrop and RandomHorizontalFlip draw."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
+        x, y = self.data[i]
+        dy, dx = torch.randint(-1, 2, (2,)).tolist()
+        x = torch.roll(x, (dy, dx), (1, 2))
+        return (x.flip(2) if torch.rand(()) < 0.5 else x), y
+
+
+def test_augmentation_does_not_depend_on_the_workers(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # train.workers may change between runs (it is not part of the run's settings), so the
+    # random augmentation must come out the same in loader workers as in the main process.
+    import landscape.data
+
+    real = landscape.data.load_datasets
+    monkeypatch.setattr(
+        landscape.data, "load_datasets", lambda c: (_Shifted(real(c)[0]), *real(c)[1:])
+    )
+    one = {"epochs": 1, "save_every": 1}
+    a = train(train_config("a", train={**one, "workers": 0}), progress=False)
+    b = train(train_config("b", train={**one, "workers": 2}), progress=False)
+    _assert_same_weights(a, b)
+
+
 # ----------------------------------------------------------------------------- resume
 
 
