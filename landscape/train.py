@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -185,53 +186,52 @@ def train(
         _save(ckdir / "epoch_000.pt", model, cfg, margs, 0, {}, fp)
     _rewrite_csv(cfg.run_dir / "metrics.csv", start)
     loss_fn = make_loss("crossentropy")
-    bar = _progress(start, t.epochs, progress, cfg.run or cfg.name)
-    for epoch in range(start, t.epochs):
-        tic = time.perf_counter()
-        lr = lr_at(epoch, t)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        # Reseeding from (seed, epoch) makes shuffling and augmentation independent of where a
-        # run was interrupted, so a resumed run reaches the same weights; SeededExamples makes
-        # augmentation independent of the number of loader workers too.
-        seed = t.seed * 100_003 + epoch
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        loader = DataLoader(
-            SeededExamples(train_set, seed),
-            batch_size=t.batch_size,
-            shuffle=True,
-            generator=gen,
-            num_workers=t.workers,
-            drop_last=False,
-        )
-        train_loss, train_acc = _train_epoch(model, loader, opt, dev, precision, channels_last)
-        test_loss, test_acc = evaluate(model.eval(), test, loss_fn)
-        metrics = {
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-        }
-        row = {"epoch": epoch + 1, "lr": lr, **metrics, "seconds": time.perf_counter() - tic}
-        _append_csv(cfg.run_dir / "metrics.csv", row)
-        done = epoch + 1
-        extra = {"optimizer": opt.state_dict(), "precision": precision}
-        if done % t.save_every == 0 and done != t.epochs:
-            _save(ckdir / f"epoch_{done:03d}.pt", model, cfg, margs, done, metrics, fp)
-        _save(last, model, cfg, margs, done, metrics, fp, extra)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}"
+    # Closed on Ctrl-C too, so that the message that follows starts a line of its own.
+    with _progress(start, t.epochs, progress, cfg.run or cfg.name) as bar:
+        for epoch in range(start, t.epochs):
+            tic = time.perf_counter()
+            lr = lr_at(epoch, t)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            # Reseeding from (seed, epoch) makes shuffling and augmentation independent of
+            # where a run was interrupted, so a resumed run reaches the same weights;
+            # SeededExamples makes augmentation independent of the number of loader workers.
+            seed = t.seed * 100_003 + epoch
+            torch.manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
+            loader = DataLoader(
+                SeededExamples(train_set, seed),
+                batch_size=t.batch_size,
+                shuffle=True,
+                generator=gen,
+                num_workers=t.workers,
+                drop_last=False,
             )
-        else:
-            log(
-                f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
-                f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}"
-            )
-    if bar is not None:
-        bar.close()
+            train_loss, train_acc = _train_epoch(model, loader, opt, dev, precision, channels_last)
+            test_loss, test_acc = evaluate(model.eval(), test, loss_fn)
+            metrics = {
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+            }
+            row = {"epoch": epoch + 1, "lr": lr, **metrics, "seconds": time.perf_counter() - tic}
+            _append_csv(cfg.run_dir / "metrics.csv", row)
+            done = epoch + 1
+            extra = {"optimizer": opt.state_dict(), "precision": precision}
+            if done % t.save_every == 0 and done != t.epochs:
+                _save(ckdir / f"epoch_{done:03d}.pt", model, cfg, margs, done, metrics, fp)
+            _save(last, model, cfg, margs, done, metrics, fp, extra)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}"
+                )
+            else:
+                log(
+                    f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
+                    f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}"
+                )
     _save(ckdir / f"epoch_{t.epochs:03d}.pt", model, cfg, margs, t.epochs, metrics, fp)
     _save(final, model, cfg, margs, t.epochs, metrics, fp)
     last.unlink(missing_ok=True)
@@ -341,8 +341,9 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
 
 
 def _progress(start: int, total: int, enabled: bool, desc: str) -> Any:
+    """A tqdm bar over epochs to use in a `with` block, or a context of None when disabled."""
     if not enabled:
-        return None
+        return contextlib.nullcontext()
     from tqdm import tqdm
 
     return tqdm(total=total, initial=start, desc=f"train {desc}", unit="epoch", dynamic_ncols=True)

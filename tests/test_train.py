@@ -181,6 +181,21 @@ def test_resume_equals_uninterrupted(
     assert not last.exists()
 
 
+def test_an_interrupted_bar_ends_its_line(
+    train_config: Callable[..., Config],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Otherwise the CLI's "interrupted: ..." message, written while it holds the exception
+    # (whose traceback keeps the bar alive), lands on the bar's own line.
+    _interrupt_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt) as info:
+        train(train_config(), progress=True)
+    err = capsys.readouterr().err
+    assert info.value is not None  # held until here, as the CLI holds it
+    assert "1/3" in err and err.endswith("\n")
+
+
 def test_rows_of_an_unsaved_epoch_are_not_duplicated(
     train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
