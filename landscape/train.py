@@ -140,6 +140,7 @@ def train(
                 stored.get("train", {}).setdefault("init", "model")
                 check_same_settings(existing, _weights_settings(stored), fp, made="trained")
     if final.exists():
+        last.unlink(missing_ok=True)  # left by a kill between writing final.pt and removing it
         log(f"already trained: {final}")
         return final
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -236,8 +237,11 @@ def test_rerunning_a_finished_run_is_a_no_op(
 
     monkeypatch.setattr("landscape.data.load_datasets", no_data)
     logs: list[str] = []
+    # A kill between writing final.pt and removing last.pt leaves both: last.pt goes now.
+    shutil.copy(final, cfg.checkpoint_dir / "last.pt")
     assert train(cfg, progress=False, log=logs.append) == final
     assert final.stat().st_mtime_ns == stamp
+    assert not (cfg.checkpoint_dir / "last.pt").exists()
     assert any("already trained" in line for line in logs)
     # Settings that cannot change the weights do not make it a different run.
     same = train_config(
