@@ -183,8 +183,11 @@ def train(
             # uninterrupted one would (on another machine, auto may resolve otherwise).
             log(f"training on in {began}, as the run began (auto here would be {precision})")
             precision = began
-    else:
-        _save(ckdir / "epoch_000.pt", model, cfg, margs, 0, {}, fp)
+    # Every checkpoint records the precision the run trains in: `auto` in its config does not
+    # say which, and bf16 and float32 reach other weights.
+    kept = {"precision": precision}
+    if start == 0:
+        _save(ckdir / "epoch_000.pt", model, cfg, margs, 0, {}, fp, kept)
     _rewrite_csv(cfg.run_dir / "metrics.csv", start)
     loss_fn = make_loss("crossentropy")
     # Closed on Ctrl-C too, so that the message that follows starts a line of its own.
@@ -219,9 +222,9 @@ def train(
             row = {"epoch": epoch + 1, "lr": lr, **metrics, "seconds": time.perf_counter() - tic}
             _append_csv(cfg.run_dir / "metrics.csv", row)
             done = epoch + 1
-            extra = {"optimizer": opt.state_dict(), "precision": precision}
             if done % t.save_every == 0 and done != t.epochs:
-                _save(ckdir / f"epoch_{done:03d}.pt", model, cfg, margs, done, metrics, fp)
+                _save(ckdir / f"epoch_{done:03d}.pt", model, cfg, margs, done, metrics, fp, kept)
+            extra = {"optimizer": opt.state_dict(), **kept}
             _save(last, model, cfg, margs, done, metrics, fp, extra)
             if bar is not None:
                 bar.update(1)
@@ -233,8 +236,8 @@ def train(
                     f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
                     f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}"
                 )
-    _save(ckdir / f"epoch_{t.epochs:03d}.pt", model, cfg, margs, t.epochs, metrics, fp)
-    _save(final, model, cfg, margs, t.epochs, metrics, fp)
+    _save(ckdir / f"epoch_{t.epochs:03d}.pt", model, cfg, margs, t.epochs, metrics, fp, kept)
+    _save(final, model, cfg, margs, t.epochs, metrics, fp, kept)
     last.unlink(missing_ok=True)
     return final
 

@@ -300,6 +300,9 @@ def test_resume_keeps_the_precision_auto_began_with(
     resumed = train(cfg, progress=False, log=logs.append)
     assert f"training on in {began}, as the run began (auto here would be {other})" in logs
     _assert_same_weights(whole, resumed)
+    # Every checkpoint says what auto resolved to; the config says only "auto".
+    for path in sorted(cfg.checkpoint_dir.glob("*.pt")):
+        assert load_checkpoint(path)["precision"] == began, path.name
 
 
 # ----------------------------------------------------------------------------- recipe
