@@ -44,12 +44,27 @@ def save_checkpoint(
     payload.update(extra or {})
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(payload, tmp)
+        # Through a Python file: a full disk then raises OSError (ENOSPC), where torch.save to a
+        # path raises only a RuntimeError about zip offsets.
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
         os.replace(tmp, path)
-    except BaseException:  # Ctrl-C or a full disk: keep the old file and leave no half-written one
+    except BaseException as e:  # Ctrl-C or a full disk: keep the old file, no half-written one
         tmp.unlink(missing_ok=True)
+        # torch.save answers a failed write with a RuntimeError of its own while closing the
+        # zip archive; the OSError behind it is the one that says what went wrong.
+        cause = _os_error(e)
+        if cause is not None:
+            raise OSError(cause.errno, cause.strerror or str(cause), str(path)) from None
         raise
     return path
+
+
+def _os_error(e: BaseException | None) -> OSError | None:
+    """The first OSError in an exception and the ones it was raised while handling."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__context__
+    return e
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import load_checkpoint, load_state_into, model_from_checkpoint, save_checkpoint
 from .config import DATA_LOCATION_KEYS, Config, TrainConfig
@@ -139,6 +140,7 @@ def train(
                 stored.get("train", {}).setdefault("init", "model")
                 check_same_settings(existing, _weights_settings(stored), fp, made="trained")
     if final.exists():
+        last.unlink(missing_ok=True)  # left by a kill between writing final.pt and removing it
         log(f"already trained: {final}")
         return final
 
@@ -181,57 +183,61 @@ def train(
             # uninterrupted one would (on another machine, auto may resolve otherwise).
             log(f"training on in {began}, as the run began (auto here would be {precision})")
             precision = began
-    else:
-        _save(ckdir / "epoch_000.pt", model, cfg, margs, 0, {}, fp)
+    # Every checkpoint records the precision the run trains in: `auto` in its config does not
+    # say which, and bf16 and float32 reach other weights.
+    kept = {"precision": precision}
+    if start == 0:
+        _save(ckdir / "epoch_000.pt", model, cfg, margs, 0, {}, fp, kept)
     _rewrite_csv(cfg.run_dir / "metrics.csv", start)
     loss_fn = make_loss("crossentropy")
-    bar = _progress(start, t.epochs, progress, cfg.run or cfg.name)
-    for epoch in range(start, t.epochs):
-        tic = time.perf_counter()
-        lr = lr_at(epoch, t)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        # Reseeding from (seed, epoch) makes shuffling and augmentation independent of where a
-        # run was interrupted, so a resumed run reaches the same weights.
-        torch.manual_seed(t.seed * 100_003 + epoch)
-        gen = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
-        loader = DataLoader(
-            train_set,
-            batch_size=t.batch_size,
-            shuffle=True,
-            generator=gen,
-            num_workers=t.workers,
-            drop_last=False,
-        )
-        train_loss, train_acc = _train_epoch(model, loader, opt, dev, precision, channels_last)
-        test_loss, test_acc = evaluate(model.eval(), test, loss_fn)
-        metrics = {
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-        }
-        row = {"epoch": epoch + 1, "lr": lr, **metrics, "seconds": time.perf_counter() - tic}
-        _append_csv(cfg.run_dir / "metrics.csv", row)
-        done = epoch + 1
-        extra = {"optimizer": opt.state_dict(), "precision": precision}
-        if done % t.save_every == 0 and done != t.epochs:
-            _save(ckdir / f"epoch_{done:03d}.pt", model, cfg, margs, done, metrics, fp)
-        _save(last, model, cfg, margs, done, metrics, fp, extra)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}"
+    # Closed on Ctrl-C too, so that the message that follows starts a line of its own.
+    with _progress(start, t.epochs, progress, cfg.run or cfg.name) as bar:
+        for epoch in range(start, t.epochs):
+            tic = time.perf_counter()
+            lr = lr_at(epoch, t)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            # Reseeding from (seed, epoch) makes shuffling and augmentation independent of
+            # where a run was interrupted, so a resumed run reaches the same weights;
+            # SeededExamples makes augmentation independent of the number of loader workers.
+            seed = t.seed * 100_003 + epoch
+            torch.manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
+            loader = DataLoader(
+                SeededExamples(train_set, seed),
+                batch_size=t.batch_size,
+                shuffle=True,
+                generator=gen,
+                num_workers=t.workers,
+                drop_last=False,
             )
-        else:
-            log(
-                f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
-                f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}"
-            )
-    if bar is not None:
-        bar.close()
-    _save(ckdir / f"epoch_{t.epochs:03d}.pt", model, cfg, margs, t.epochs, metrics, fp)
-    _save(final, model, cfg, margs, t.epochs, metrics, fp)
+            train_loss, train_acc = _train_epoch(model, loader, opt, dev, precision, channels_last)
+            test_loss, test_acc = evaluate(model.eval(), test, loss_fn)
+            metrics = {
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+            }
+            row = {"epoch": epoch + 1, "lr": lr, **metrics, "seconds": time.perf_counter() - tic}
+            _append_csv(cfg.run_dir / "metrics.csv", row)
+            done = epoch + 1
+            if done % t.save_every == 0 and done != t.epochs:
+                _save(ckdir / f"epoch_{done:03d}.pt", model, cfg, margs, done, metrics, fp, kept)
+            extra = {"optimizer": opt.state_dict(), **kept}
+            _save(last, model, cfg, margs, done, metrics, fp, extra)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}"
+                )
+            else:
+                log(
+                    f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
+                    f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}"
+                )
+    _save(ckdir / f"epoch_{t.epochs:03d}.pt", model, cfg, margs, t.epochs, metrics, fp, kept)
+    _save(final, model, cfg, margs, t.epochs, metrics, fp, kept)
     last.unlink(missing_ok=True)
     return final
 
@@ -271,6 +277,28 @@ def _train_epoch(
         correct += int((out.argmax(1) == yb).sum())
         n += len(yb)
     return total / n, 100.0 * correct / n
+
+
+class SeededExamples(Dataset):
+    """A data set whose example i draws its random augmentation from torch's generator seeded
+    by (seed, i): the weights then do not depend on train.workers (each loader worker process
+    has a random stream of its own, and which worker loads which batch varies with their number).
+    """
+
+    def __init__(self, data: Dataset, seed: int) -> None:
+        self.data, self.seed = data, seed
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> Any:
+        gen = torch.default_generator
+        state = gen.get_state()  # the stream the training step draws from (dropout) goes on
+        gen.manual_seed((self.seed * 1_000_003 + i) % 2**63)
+        try:
+            return self.data[i]
+        finally:
+            gen.set_state(state)
 
 
 def _save(
@@ -317,8 +345,9 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
 
 
 def _progress(start: int, total: int, enabled: bool, desc: str) -> Any:
+    """A tqdm bar over epochs to use in a `with` block, or a context of None when disabled."""
     if not enabled:
-        return None
+        return contextlib.nullcontext()
     from tqdm import tqdm
 
     return tqdm(total=total, initial=start, desc=f"train {desc}", unit="epoch", dynamic_ncols=True)

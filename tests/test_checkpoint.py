@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 import torch
 from torch import nn
 
+import landscape.checkpoint as checkpoint_module
 from landscape.checkpoint import (
     FORMAT,
     file_sha256,
@@ -199,8 +201,8 @@ def test_failed_write_keeps_the_old_file(
 ) -> None:
     path = save_checkpoint(tmp_path / "final.pt", model, "resnet20", ARGS, epoch=1)
 
-    def half_write(obj: object, f: Path) -> None:
-        Path(f).write_bytes(b"half a file")
+    def half_write(obj: object, f: BinaryIO) -> None:
+        f.write(b"half a file")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", half_write)
@@ -208,6 +210,23 @@ def test_failed_write_keeps_the_old_file(
         save_checkpoint(path, model, "resnet20", ARGS, epoch=2)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.pt"]
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_full_disk_is_an_os_error_naming_the_file(
+    tmp_path: Path, model: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /dev/full fails every write with ENOSPC, as a full disk does; torch.save to a path said
+    # only "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos ...".
+    path = save_checkpoint(tmp_path / "last.pt", model, "resnet20", ARGS, epoch=1)
+    monkeypatch.setattr(
+        checkpoint_module, "open", lambda f, mode: open("/dev/full", mode), raising=False
+    )
+    with pytest.raises(OSError) as info:
+        save_checkpoint(path, model, "resnet20", ARGS, epoch=2)
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     assert load_checkpoint(path)["epoch"] == 1
 
 

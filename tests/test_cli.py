@@ -156,6 +156,23 @@ def test_train_prints_the_final_checkpoint(write_yaml: Callable[..., Path], tmp_
     assert "already trained" in again.stderr
 
 
+def test_train_on_a_full_disk_is_one_line(
+    write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    import landscape.checkpoint
+
+    def full_for_last(f: Path, mode: str) -> object:  # /dev/full: ENOSPC, as a full disk
+        return builtins.open("/dev/full" if f.name == "last.pt.tmp" else f, mode)
+
+    monkeypatch.setattr(landscape.checkpoint, "open", full_for_last, raising=False)
+    result = _invoke("train", write_yaml(TINY), "--out", tmp_path, "-q")
+    last = tmp_path / "tiny" / "checkpoints" / "last.pt"
+    _assert_clean_error(result, f"{last}: No space left on device")
+    assert sorted(p.name for p in last.parent.iterdir()) == ["epoch_000.pt"]
+
+
 def test_train_only_the_named_run(write_yaml: Callable[..., Path], tmp_path: Path) -> None:
     config = write_yaml(FIGURE)
     result = _invoke("train", config, "--out", tmp_path, "-q", "--run", "b", "--profile", "quick")

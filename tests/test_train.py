@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,40 @@ def test_deterministic_on_cpu(train_config: Callable[..., Config]) -> None:
     _assert_same_weights(a, b)
 
 
+class _Shifted(torch.utils.data.Dataset):
+    """Each example rolled by a random pixel and flipped at random, drawn from torch's
+    generator as torchvision's RandomCrop and RandomHorizontalFlip draw."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
+        x, y = self.data[i]
+        dy, dx = torch.randint(-1, 2, (2,)).tolist()
+        x = torch.roll(x, (dy, dx), (1, 2))
+        return (x.flip(2) if torch.rand(()) < 0.5 else x), y
+
+
+def test_augmentation_does_not_depend_on_the_workers(
+    train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # train.workers may change between runs (it is not part of the run's settings), so the
+    # random augmentation must come out the same in loader workers as in the main process.
+    import landscape.data
+
+    real = landscape.data.load_datasets
+    monkeypatch.setattr(
+        landscape.data, "load_datasets", lambda c: (_Shifted(real(c)[0]), *real(c)[1:])
+    )
+    one = {"epochs": 1, "save_every": 1}
+    a = train(train_config("a", train={**one, "workers": 0}), progress=False)
+    b = train(train_config("b", train={**one, "workers": 2}), progress=False)
+    _assert_same_weights(a, b)
+
+
 # ----------------------------------------------------------------------------- resume
 
 
@@ -145,6 +180,21 @@ def test_resume_equals_uninterrupted(
     )
     assert [int(r["epoch"]) for r in _rows(cfg)] == [1, 2, 3]
     assert not last.exists()
+
+
+def test_an_interrupted_bar_ends_its_line(
+    train_config: Callable[..., Config],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Otherwise the CLI's "interrupted: ..." message, written while it holds the exception
+    # (whose traceback keeps the bar alive), lands on the bar's own line.
+    _interrupt_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt) as info:
+        train(train_config(), progress=True)
+    err = capsys.readouterr().err
+    assert info.value is not None  # held until here, as the CLI holds it
+    assert "1/3" in err and err.endswith("\n")
 
 
 def test_rows_of_an_unsaved_epoch_are_not_duplicated(
@@ -187,8 +237,11 @@ def test_rerunning_a_finished_run_is_a_no_op(
 
     monkeypatch.setattr("landscape.data.load_datasets", no_data)
     logs: list[str] = []
+    # A kill between writing final.pt and removing last.pt leaves both: last.pt goes now.
+    shutil.copy(final, cfg.checkpoint_dir / "last.pt")
     assert train(cfg, progress=False, log=logs.append) == final
     assert final.stat().st_mtime_ns == stamp
+    assert not (cfg.checkpoint_dir / "last.pt").exists()
     assert any("already trained" in line for line in logs)
     # Settings that cannot change the weights do not make it a different run.
     same = train_config(
@@ -247,6 +300,9 @@ def test_resume_keeps_the_precision_auto_began_with(
     resumed = train(cfg, progress=False, log=logs.append)
     assert f"training on in {began}, as the run began (auto here would be {other})" in logs
     _assert_same_weights(whole, resumed)
+    # Every checkpoint says what auto resolved to; the config says only "auto".
+    for path in sorted(cfg.checkpoint_dir.glob("*.pt")):
+        assert load_checkpoint(path)["precision"] == began, path.name
 
 
 # ----------------------------------------------------------------------------- recipe
