@@ -186,7 +186,9 @@ def _config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["auto", "cpu", "cuda"]),
             help="Device (default: the config's, normally auto = CUDA when present).",
         ),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+        click.option(
+            "--quiet", "-q", is_flag=True, help="No progress bars, nor a line per training epoch."
+        ),
     ]
     return _with_options(command, shared)
 
@@ -291,7 +293,9 @@ def train(job: _Job, overwrite: bool) -> None:
         if run.checkpoint is not None:  # a run drawn around another run's (or a given) network
             _echo(f"[{run.run or run.name}] uses checkpoint {run.checkpoint}: nothing to train")
             continue
-        path = train_run(run, progress=job.progress, log=_echo, overwrite=overwrite)
+        path = train_run(
+            run, progress=job.progress, log=_echo, overwrite=overwrite, epoch_lines=not job.quiet
+        )
         click.echo(str(path))
 
 
@@ -532,7 +536,12 @@ def reproduce(job: _Job) -> None:
 
     _one_process("reproduce")
     figures = run_pipeline(
-        job.cfg, runs=job.names, progress=job.progress, log=_echo, bar_factory=job.bars
+        job.cfg,
+        runs=job.names,
+        progress=job.progress,
+        log=_echo,
+        bar_factory=job.bars,
+        epoch_lines=not job.quiet,
     )
     click.echo("figures:")
     for p in figures:

@@ -50,6 +50,7 @@ def reproduce(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     bar_factory: Callable[[str], Any] | None = None,
+    epoch_lines: bool = True,
 ) -> list[Path]:
     """Train (or reuse) each run's checkpoint, then run the config's `stages` for it: its
     surface and plots, the PCA trajectory of its training (Fig. 9), the Hessian ratio map
@@ -68,7 +69,7 @@ def reproduce(
         label = run.run or run.name
         if run.checkpoint is None:
             log(f"[{label}] training")
-            train(run, progress=progress, log=log)
+            train(run, progress=progress, log=log, epoch_lines=epoch_lines)
         if "surface" in run.stages:
             surfaces[label], drawn = _surface_stage(run, label, log, bar_factory)
             if drawn is None:

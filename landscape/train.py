@@ -116,10 +116,13 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     overwrite: bool = False,
+    epoch_lines: bool = True,
 ) -> Path:
     """Train the configured model; resume from `last.pt` if an earlier run was interrupted.
 
     Returns the final checkpoint's path. A finished run with the same config is not retrained.
+    Where no progress bar shows, each epoch logs a line (a log without a terminal), unless
+    epoch_lines is False (--quiet).
     """
     from .data import eval_dataset, load_datasets
 
@@ -231,7 +234,7 @@ def train(
                 bar.set_postfix(
                     loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}"
                 )
-            else:
+            elif epoch_lines:
                 log(
                     f"epoch {done}/{t.epochs} loss {train_loss:.4f} acc {train_acc:.2f} "
                     f"test_loss {test_loss:.4f} test_acc {test_acc:.2f}"

@@ -146,6 +146,7 @@ def test_train_prints_the_final_checkpoint(write_yaml: Callable[..., Path], tmp_
     assert result.exit_code == 0, result.output
     final = out / "tiny" / "checkpoints" / "final.pt"
     assert result.stdout.splitlines() == [str(final)]
+    assert "epoch 1/1" not in result.stderr  # --quiet: no line per epoch either
     model, ckpt = model_from_checkpoint(final)
     assert ckpt["epoch"] == 1  # --set won over the file's 2 epochs
     assert ckpt["model_name"] == "resnet20"
@@ -154,6 +155,9 @@ def test_train_prints_the_final_checkpoint(write_yaml: Callable[..., Path], tmp_
     again = _invoke("train", config, "--out", out, "--quiet", "--set", "train.epochs=1")
     assert again.exit_code == 0 and again.stdout.splitlines() == [str(final)]
     assert "already trained" in again.stderr
+    # Without a terminal (no bar) and without --quiet, each epoch says how it went.
+    logged = _invoke("train", config, "--out", tmp_path / "logged", "--set", "train.epochs=1")
+    assert logged.exit_code == 0 and "epoch 1/1 loss" in logged.stderr
 
 
 def test_train_on_a_full_disk_is_one_line(
