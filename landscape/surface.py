@@ -8,6 +8,8 @@ the grid and the data, all ready) and hands it to `run_job`, which fills a file 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import re
 import time
 import warnings
@@ -34,6 +36,7 @@ from .directions import (
 )
 from .engine import (
     EvalData,
+    EvalSet,
     PointEvaluator,
     autocast_context,
     device_name,
@@ -203,13 +206,58 @@ def run_job(
         started = timestamp()
         # Counted now: in memory, `done` is the array the run fills.
         done_before = int(np.sum(done)) if done is not None else 0
+        # What the finished points were computed on, to check this run's data against.
+        recorded = _recorded_digests(target) if dist_info.rank == 0 else {}
         try:
-            _evaluate(job, pending, writer, progress, dist_info)
+            _evaluate(job, pending, writer, progress, dist_info, (target, recorded))
         finally:
             # Also after Ctrl-C: the points this run did finish are in the file.
             if dist_info.rank == 0:
                 _record_run(job, target, started, done_before, dist_info.world)
     return target
+
+
+def data_digests(data: Mapping[str, EvalData]) -> dict[str, str]:
+    """sha256 of each in-memory split's examples (inputs, then labels, with dtypes and shapes),
+    the same on any device; a streamed split gets none (hashing it would cost a pass)."""
+    out = {}
+    for split, ds in data.items():
+        if not isinstance(ds, EvalSet):
+            continue
+        h = hashlib.sha256()
+        for t in (ds.x, ds.y):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype} {tuple(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        out[split] = h.hexdigest()
+    return out
+
+
+def _recorded_digests(target: storage.SurfaceData | Path) -> dict[str, str]:
+    """The data digests a surface file's finished points were computed on ({} if none: a new
+    file, or one from before they were recorded)."""
+    if isinstance(target, storage.SurfaceData):
+        return {}  # made by this run
+    text = storage.read_attrs(target).get("data_sha256")
+    try:
+        recorded = json.loads(text) if isinstance(text, str) else {}
+    except json.JSONDecodeError:
+        return {}
+    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def _other_data(target: Any, recorded: Mapping[str, str], now: Mapping[str, str]) -> str | None:
+    """Why this run must not add points to the target: its examples differ from those of the
+    finished points (the data files changed, or the subset drawn from the seed did)."""
+    changed = [s for s in now if s in recorded and recorded[s] != now[s]]
+    if not changed:
+        return None
+    which = ", ".join(changed)
+    return (
+        f"{target}: its finished points were measured on other {which} examples than this run "
+        "would use (their sha256 differs: the data files changed, or the subset drawn from "
+        f"data.seed did, e.g. under another torch version); {START_AFRESH}"
+    )
 
 
 def timestamp() -> str:
@@ -269,6 +317,8 @@ def record_history(
     the file at path; a warning, not an error, where the file cannot take it."""
     try:
         points = int(np.sum(storage.read_surface(path).done)) - done_before
+        if points == 0:
+            return  # refused, or stopped before its first point: the history lists work done
         with storage.SurfaceWriter(path) as writer:
             writer.add_history(run_record(started, points, device, precision, processes))
     except (OSError, LandscapeError) as e:
@@ -332,13 +382,27 @@ def _evaluate(
     writer: Any,
     progress: ProgressFactory | None,
     dist_info: Distributed,
+    recorded: tuple[Any, Mapping[str, str]] = (None, {}),
 ) -> None:
-    """Measure the pending points draw by draw; the model is back at its weights afterwards."""
+    """Measure the pending points draw by draw; the model is back at its weights afterwards.
+
+    recorded: the target and the data digests its finished points were computed on (rank 0).
+    """
     data = dict(job.data() if callable(job.data) else job.data)
     bn_data = job.bn_data() if callable(job.bn_data) else job.bn_data
+    digests = data_digests(data) if writer is not None else {}
+    refusal = _other_data(recorded[0], recorded[1], digests) if writer is not None else None
+    refusal = _from_rank0(refusal, dist_info)
+    if refusal is not None:
+        raise SharedError(refusal)
     if writer is not None:
         # What each split held: `samples` may ask for more than a split has (then it is whole).
-        writer.set_attrs({"examples": [len(data[s]) for s in job.splits]})
+        writer.set_attrs(
+            {
+                "examples": [len(data[s]) for s in job.splits],
+                "data_sha256": json.dumps({**recorded[1], **digests}, sort_keys=True),
+            }
+        )
     bar = progress(len(pending), 0) if progress is not None and writer is not None else None
     try:
         by_draw: dict[int, list[tuple[int, ...]]] = {}

@@ -199,6 +199,32 @@ def test_each_run_that_computes_points_adds_to_the_history(
     assert [r["points"] for r in runs] == [15, 1]
 
 
+def test_a_resume_on_other_examples_is_refused(make_config: Callable[..., Any]) -> None:
+    """The file records a digest of the examples its points were measured on; a resume whose
+    data differ (changed files, another subset drawn from the seed) stops instead of mixing."""
+    cfg = make_config(surface=GRID)
+    path = compute_surface(cfg)
+    recorded = json.loads(storage.read_attrs(path)["data_sha256"])
+    assert set(recorded) == {"train"} and len(recorded["train"]) == 64
+    with h5py.File(path, "r+") as f:
+        done = f["done"][...]
+        done[0, 1] = False
+        f["done"][...] = done
+    compute_surface(cfg)  # the same examples: resumes
+    assert storage.read_surface(path).complete
+    with h5py.File(path, "r+") as f:
+        f["done"][0, 1] = False
+        f.attrs["data_sha256"] = json.dumps({"train": "0" * 64})
+    with pytest.raises(LandscapeError, match="other train examples than this run.*--overwrite"):
+        compute_surface(cfg)
+    assert not storage.read_surface(path).done[0, 1]
+    assert [r["points"] for r in json.loads(storage.read_attrs(path)["history"])] == [15, 1]
+    with h5py.File(path, "r+") as f:
+        del f.attrs["data_sha256"]  # a file from before digests: resumes, and records one
+    compute_surface(cfg)
+    assert json.loads(storage.read_attrs(path)["data_sha256"]) == recorded
+
+
 def test_an_interrupted_run_keeps_the_points_it_finished(make_config: Callable[..., Any]) -> None:
     class Interrupt:
         """A progress bar whose fourth update is a Ctrl-C."""
