@@ -7,7 +7,7 @@ import csv
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from .engine import (
     make_loss,
     resolve_device,
 )
-from .errors import ConfigError, check_same_settings, unknown_name_message
+from .errors import ConfigError, LandscapeError, check_same_settings, unknown_name_message
 
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
@@ -124,6 +124,47 @@ def train(
     Where no progress bar shows, each epoch logs a line (a log without a terminal), unless
     epoch_lines is False (--quiet).
     """
+    with _only_trainer(cfg.run_dir):
+        return _train(cfg, device, progress, log, overwrite, epoch_lines)
+
+
+@contextlib.contextmanager
+def _only_trainer(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's training lock: two processes training into one folder would
+    interleave their checkpoints and metrics rows. The operating system drops the lock when its
+    process ends, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here
+        yield
+        return
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(run_dir / ".train.lock", "a")  # noqa: SIM115 (held across the yield)
+    except OSError:
+        # A folder this process cannot write: a finished run is still read from it, and
+        # training fails on its first checkpoint with the folder's own error.
+        yield
+        return
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LandscapeError(
+                f"{run_dir} is being trained by another process: wait for it to finish, or "
+                "train into another folder (--out)"
+            ) from None
+        yield
+
+
+def _train(
+    cfg: Config,
+    device: str | None,
+    progress: bool,
+    log: Callable[[str], None] | None,
+    overwrite: bool,
+    epoch_lines: bool,
+) -> Path:
     from .data import eval_dataset, load_datasets
 
     log = log or (lambda s: None)

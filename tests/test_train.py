@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,22 @@ def test_rerunning_a_finished_run_is_a_no_op(
     ckpt["train_fingerprint"]["train"]["save_every"] = 7
     torch.save(ckpt, final)
     assert train(same, progress=False) == final
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory file locks are POSIX")
+def test_a_second_trainer_of_one_folder_is_refused(train_config: Callable[..., Config]) -> None:
+    """While one process trains into a run folder (it holds the folder's lock), another is
+    refused in one line; the lock goes with its holder, so training then proceeds."""
+    import fcntl
+
+    cfg = train_config()
+    cfg.run_dir.mkdir(parents=True)
+    with open(cfg.run_dir / ".train.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(LandscapeError, match="being trained by another process"):
+            train(cfg, progress=False)
+        assert not cfg.checkpoint_dir.exists()
+    assert train(cfg, progress=False).exists()
 
 
 def test_changed_config_needs_overwrite(
