@@ -295,6 +295,33 @@ def direction_cosines(directions: Sequence[Sequence[Mapping[str, Any]]]) -> np.n
     return cos
 
 
+def chance_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """The standard deviation of the cosine between two independent random directions that
+    have the per-filter norms of a and b (a filter: a row along dim 0; a 0-d or 1-d tensor is
+    one filter), each filter's entries Gaussian:
+
+        sqrt(sum_f (|a_f| |b_f|)^2 / n_f) / (|a| |b|),  n_f the filter's number of entries.
+
+    For directions drawn without normalization it is about 1/sqrt(parameters); filter
+    normalization gives each filter the weights' norm, so where a few small filters hold much
+    of the weights' norm (a first convolution of 9 entries per filter, say) it is far larger.
+    """
+    num = 0.0
+    norm_a = norm_b = 0.0
+    for name, va in a.items():
+        pa, pb = np.asarray(va, dtype=np.float64), np.asarray(b[name], dtype=np.float64)
+        rows = 1 if pa.ndim <= 1 else pa.shape[0]
+        fa = np.linalg.norm(pa.reshape(rows, -1), axis=1)
+        fb = np.linalg.norm(pb.reshape(rows, -1), axis=1)
+        entries = max(1, pa.size // rows)
+        num += float(np.sum((fa * fb) ** 2)) / entries
+        norm_a += float(np.sum(fa**2))
+        norm_b += float(np.sum(fb**2))
+    if norm_a == 0 or norm_b == 0:
+        return math.nan
+    return math.sqrt(num) / math.sqrt(norm_a * norm_b)
+
+
 def compare_table(
     named: Mapping[str, Mapping[str, Estimate | float]],
     keys: Sequence[str] | None = None,

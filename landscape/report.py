@@ -302,7 +302,8 @@ def _cosine_text(d: dict[str, Any] | None) -> str:
         return f"{d['count']} direction, no pair to compare"
     return (
         f"max |cos| {d['max_abs_cosine']:.3g} among {d['count']} directions "
-        f"(independent random directions: about {d['random_scale']:.2g})"
+        f"(independent random directions of the same per-filter norms: about "
+        f"{d['random_scale']:.2g})"
     )
 
 

@@ -18,6 +18,7 @@ from .errors import LandscapeError
 from .export import pick_metric
 from .metrics import (
     Estimate,
+    chance_cosine,
     compare_table,
     direction_cosines,
     line_barrier,
@@ -198,8 +199,8 @@ def format_stats(stats: dict[str, Any]) -> str:
     if d is not None:
         lines.append(
             f"  directions: {d['count']} over {d['parameters']} parameters, max |cosine| "
-            f"{_num(d['max_abs_cosine'])} (independent random ones: about "
-            f"{_num(d['random_scale'])})"
+            f"{_num(d['max_abs_cosine'])} (independent random ones of the same per-filter norms: "
+            f"about {_num(d['random_scale'])})"
         )
     # A line or plane between checkpoints draws nothing at random: its seed means nothing.
     seedless = {"direction_seed"} if prov.get("dir_kind") in ("line", "plane") else set()
@@ -273,12 +274,15 @@ def _cosine_summary(path: str | Path, surf: SurfaceData, notes: list[str]) -> di
         return None
     off = np.abs(cos[~np.eye(n, dtype=bool)])
     params = int(sum(a.size for a in draws[0][0].values()))
-    # Two independent random directions in n dimensions have a cosine of about +-1/sqrt(n).
+    # Two independent random directions of these per-filter norms: 1/sqrt(parameters) only
+    # without normalization; the largest over the pairs, as the cosine reported is.
+    flat = [d for draw in draws for d in draw]
+    chance = [chance_cosine(flat[i], flat[j]) for i in range(n) for j in range(i + 1, n)]
     return {
         "count": n,
         "parameters": params,
         "max_abs_cosine": float(off.max()) if off.size else math.nan,
-        "random_scale": 1.0 / math.sqrt(params) if params else math.nan,
+        "random_scale": max(chance),
     }
 
 

@@ -114,7 +114,8 @@ def test_direction_cosines_summary(tmp_path: Path) -> None:
     path = write_surface(tmp_path / "rep.h5", z, draws=2)
     d = file_stats(path, options=FAST)["directions"]
     assert d["count"] == 4 and d["parameters"] == 17
-    assert d["random_scale"] == pytest.approx(1 / math.sqrt(17))
+    # Unnormalized Gaussian directions: near 1/sqrt(parameters), from their own filter norms.
+    assert 0.5 / math.sqrt(17) < d["random_scale"] < 2 / math.sqrt(17)
     # The same number computed by hand from the stored directions.
     from landscape.storage import read_directions
 
@@ -285,3 +286,38 @@ def test_a_grid_too_coarse_for_curvature_says_why_and_the_radius_can_grow(tmp_pa
     out = CliRunner().invoke(main, ["stats", str(path), "--fit-radius", "1", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["stats"]["curvature_d2"]["mean"] == pytest.approx(4.0)
+
+
+def test_the_chance_cosine_is_the_spread_of_random_filter_normalized_pairs() -> None:
+    """Two independent filter-normalized random directions: their cosines spread as
+    chance_cosine says, far above 1/sqrt(parameters) where a few small filters hold most of the
+    weights' norm (as in a plain net's first convolution); without normalization, about
+    1/sqrt(parameters)."""
+    import torch
+
+    from landscape.directions import random_directions
+    from landscape.metrics import chance_cosine
+
+    g = torch.Generator().manual_seed(0)
+    weights = {"first": torch.randn(4, 9, generator=g) * 30, "rest": torch.randn(32, 400)}
+    params = 4 * 9 + 32 * 400
+
+    def spread(norm: str) -> tuple[float, float]:
+        cosines, chances = [], []
+        for seed in range(300):
+            a, b = (
+                {k: v.numpy() for k, v in d.items()}
+                for d in random_directions(weights, 2, norm=norm, ignore="none", seed=seed)
+            )
+            flat_a = np.concatenate([v.ravel() for v in a.values()])
+            flat_b = np.concatenate([v.ravel() for v in b.values()])
+            cosines.append(flat_a @ flat_b / np.linalg.norm(flat_a) / np.linalg.norm(flat_b))
+            chances.append(chance_cosine(a, b))
+        return float(np.std(cosines)), float(np.mean(chances))
+
+    measured, predicted = spread("filter")
+    assert measured == pytest.approx(predicted, rel=0.15)
+    assert predicted > 10 / math.sqrt(params)
+    measured, predicted = spread("none")
+    assert measured == pytest.approx(predicted, rel=0.15)
+    assert predicted == pytest.approx(1 / math.sqrt(params), rel=0.1)
