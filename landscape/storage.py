@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -281,29 +282,34 @@ def distinct_titles(names: Sequence[str]) -> list[str]:
 
 def read_attrs(path: str | Path) -> dict[str, Any]:
     """The file's attributes only (cheap: no arrays are read)."""
-    with _open(path) as f:
-        return {k: _from_attr(v) for k, v in f.attrs.items()}
+    return _read(path, lambda f: {k: _from_attr(v) for k, v in f.attrs.items()})
 
 
 def read_surface(path: str | Path) -> SurfaceData:
     """Read a landscape surface file, or one written by the paper's original code."""
-    with _open(path) as f:
-        if f.attrs.get("schema") == SCHEMA:
-            return _read_ours(f, str(path))
-        if "xcoordinates" in f:
-            return _read_original(f, str(path))
-        raise LandscapeError(
-            f"{path}: not a surface file (no 'schema' attribute and no 'xcoordinates' dataset)"
-        )
+    return _read(path, lambda f: _read_any(f, str(path)))
+
+
+def _read_any(f: Any, path: str) -> SurfaceData:
+    if f.attrs.get("schema") == SCHEMA:
+        return _read_ours(f, path)
+    if "xcoordinates" in f:
+        return _read_original(f, path)
+    raise LandscapeError(
+        f"{path}: not a surface file (no 'schema' attribute and no 'xcoordinates' dataset)"
+    )
 
 
 def read_directions(path: str | Path, repeat: int = 0) -> list[dict[str, np.ndarray]]:
     """The stored directions of one draw, each a dict keyed by parameter name."""
-    with _open(path) as f:
+
+    def read(f: Any) -> list[dict[str, np.ndarray]]:
         if f"directions/r{repeat}" not in f:
             raise LandscapeError(f"{path}: no stored directions for repeat {repeat}")
         g = f[f"directions/r{repeat}"]
         return [_named_arrays(g[f"d{i}"]) for i in range(len(g))]
+
+    return _read(path, read)
 
 
 def _named_arrays(group: Any) -> dict[str, np.ndarray]:
@@ -338,13 +344,16 @@ def write_extra(
 
 def read_extra(path: str | Path) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     """All arrays under /extra with their attributes."""
-    with _open(path) as f:
+
+    def read(f: Any) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         if "extra" not in f:
             return {}
         return {
             name: (ds[...], {k: _from_attr(v) for k, v in ds.attrs.items()})
             for name, ds in f["extra"].items()
         }
+
+    return _read(path, read)
 
 
 def _read_ours(f: Any, path: str) -> SurfaceData:
@@ -510,9 +519,7 @@ def _open(path: str | Path) -> Iterator[Any]:
     if not Path(path).exists():
         raise LandscapeError(f"{path}: no such file")
     try:
-        # Without HDF5's file lock: a run that is writing the file holds it, and readers (plots,
-        # progress checks, the resume check) must still get in.
-        f = h5py.File(str(path), "r", locking=False)
+        f = _open_unlocked(path)
     except OSError as e:
         try:
             # HDF5 insists on the same locking flags when this process already has the file open
@@ -520,11 +527,56 @@ def _open(path: str | Path) -> Iterator[Any]:
             f = h5py.File(str(path), "r")
         except OSError:
             why = str(e).splitlines()[0] if str(e) else type(e).__name__  # one line
+            if "truncated file" in why:
+                why += (
+                    "; the file is shorter than its header says: it was cut off while being "
+                    "written (a crash, or a copy still in progress)"
+                )
             raise LandscapeError(f"{path}: cannot open as HDF5 ({why})") from None
     try:
         yield f
     finally:
         f.close()
+
+
+# A reader that opens or reads a file while its writer grows it (new attributes: a run's start
+# and its history at the end) can find the superblock already saying the new size and the end
+# not yet written ("truncated file"), or the layout moved under it ("exceeds EOA"). Measured:
+# 100 of 24,683 opens failed against a writer that did nothing else, each fine again within
+# milliseconds; readers try again for this long.
+TRUNCATED_RETRY_SECONDS = 2.0
+_T = TypeVar("_T")
+
+
+def _read(path: str | Path, read: Callable[[Any], _T]) -> _T:
+    """read(f) on the file open for reading, tried again while h5py fails on a file that its
+    writer is changing; a failure that lasts is one line."""
+    deadline = time.monotonic() + TRUNCATED_RETRY_SECONDS
+    while True:
+        try:
+            with _open(path) as f:
+                return read(f)
+        except OSError as e:
+            if time.monotonic() > deadline:
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise LandscapeError(f"{path}: cannot read the file ({why})") from None
+        time.sleep(0.02)
+
+
+def _open_unlocked(path: str | Path) -> Any:
+    """h5py.File(path, 'r') without HDF5's file lock (a run that is writing the file holds it,
+    and readers — plots, progress checks, the resume check — must still get in), tried again
+    for TRUNCATED_RETRY_SECONDS while the file reads as truncated."""
+    import h5py
+
+    deadline = time.monotonic() + TRUNCATED_RETRY_SECONDS
+    while True:
+        try:
+            return h5py.File(str(path), "r", locking=False)
+        except OSError as e:
+            if "truncated file" not in str(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.02)
 
 
 def _to_numpy(t: Any) -> np.ndarray:

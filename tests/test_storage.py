@@ -519,3 +519,39 @@ def test_older_files_directions_still_read(tmp_path: Path) -> None:
     got = storage.read_directions(path)[0]
     assert sorted(got) == ["enc/0.weight", "layer1.0.conv1.weight", "linear.bias"]
     np.testing.assert_array_equal(got["enc/0.weight"], np.arange(3.0))
+
+
+GROW_ATTRIBUTES = textwrap.dedent(
+    """
+    import json, sys
+    from landscape.storage import SurfaceWriter
+
+    w = SurfaceWriter(sys.argv[1])
+    for i in range(600):  # the file grows with each longer attribute, as at a run's start
+        w.set_attrs({"history": json.dumps(["x" * (10 * i)])})
+    w.close()
+    """
+)
+
+
+def test_readers_wait_out_a_writer_growing_the_file(tmp_path: Path) -> None:
+    """While a writer grows the file (new attributes: a run's start, its history at the end), a
+    reader may briefly find it shorter than its header says; reads wait that out. A file that
+    stays cut short is one line saying so."""
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    script = tmp_path / "grow.py"
+    script.write_text(GROW_ATTRIBUTES)
+    writer = subprocess.Popen([sys.executable, str(script), str(path)])
+    reads = 0
+    try:
+        while writer.poll() is None:
+            assert storage.read_surface(path).done.shape == (3, 5)
+            reads += 1
+    finally:
+        writer.wait()
+    assert writer.returncode == 0 and reads > 0
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(LandscapeError, match="truncated file.*cut off while being written"):
+        storage.read_surface(cut)
