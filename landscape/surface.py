@@ -666,7 +666,6 @@ def job_from_config(cfg: Config, device: str | None = None) -> SurfaceJob:
     scfg = cfg.surface
     ckpt_path = cfg.final_checkpoint
     model, ckpt = load_trained(cfg, ckpt_path, dev)
-    _warn_other_data(ckpt, ckpt_path, cfg)
     sha = file_sha256(ckpt_path)
     x, y = grid_axes(scfg)
     ndir = 1 if y is None else 2
@@ -709,21 +708,6 @@ def job_from_config(cfg: Config, device: str | None = None) -> SurfaceJob:
         flush_seconds=scfg.flush_seconds,
         attrs=attrs,
     )
-
-
-def _warn_other_data(ckpt: Mapping[str, Any], path: Path, cfg: Config) -> None:
-    """Say so when the surface is measured on other data than the checkpoint was trained on."""
-    from .data import differs_from_training
-
-    trained = (ckpt.get("config") or {}).get("data")
-    if not isinstance(trained, dict):
-        return  # a bare state_dict, or a checkpoint from elsewhere: nothing to compare with
-    diffs = differs_from_training(trained, cfg.data, cfg.surface.splits)
-    if diffs:
-        warnings.warn(
-            f"{path} was trained on other data than this surface measures ({'; '.join(diffs)})",
-            stacklevel=3,
-        )
 
 
 def build_directions(

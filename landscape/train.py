@@ -7,7 +7,8 @@ import csv
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,31 @@ def load_trained(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The config's model with a checkpoint's weights (device, eval mode) and the checkpoint dict.
 
-    A bare state_dict is rebuilt from the config's model name and arguments.
+    A bare state_dict is rebuilt from the config's model name and arguments. Warns (once per
+    checkpoint and difference) when the config's data are not those it was trained on: the
+    surface, trajectory and Hessian map all measure the config's data.
     """
     model, ckpt = model_from_checkpoint(path, cfg.model.name, model_args(cfg))
+    _warn_other_data(ckpt, Path(path), cfg)
     return model.to(device).eval(), ckpt
+
+
+_WARNED_DATA: set[tuple[str, str]] = set()
+
+
+def _warn_other_data(ckpt: Mapping[str, Any], path: Path, cfg: Config) -> None:
+    """Say so when a run measures other data than the checkpoint was trained on."""
+    from .data import differs_from_training
+
+    trained = (ckpt.get("config") or {}).get("data")
+    if not isinstance(trained, dict):
+        return  # a bare state_dict, or a checkpoint from elsewhere: nothing to compare with
+    diffs = "; ".join(differs_from_training(trained, cfg.data, cfg.surface.splits))
+    if diffs and (str(path), diffs) not in _WARNED_DATA:
+        _WARNED_DATA.add((str(path), diffs))
+        warnings.warn(
+            f"{path} was trained on other data than this run measures ({diffs})", stacklevel=4
+        )
 
 
 def build_model(cfg: Config, args: dict[str, Any] | None = None) -> nn.Module:
@@ -368,12 +390,19 @@ def _save(
 
 
 def _rewrite_csv(path: Path, keep_epochs: int) -> None:
-    """Drop rows past the epoch we resume from (they belong to the interrupted attempt)."""
+    """Drop rows past the epoch we resume from (they belong to the interrupted attempt), and
+    rows cut short by a crash or a full disk ("1" of "12,0.1,..." would read as epoch 1); an
+    epoch written twice keeps its last row."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
+    by_epoch: dict[int, dict[str, Any]] = {}
     if path.exists():
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= keep_epochs]
+            for r in csv.DictReader(f):
+                whole = all(r.get(k) not in (None, "") for k in CSV_FIELDS)
+                epoch = r.get("epoch") or ""
+                if whole and epoch.isdigit() and 0 < int(epoch) <= keep_epochs:
+                    by_epoch[int(epoch)] = r
+    rows = [by_epoch[e] for e in sorted(by_epoch)]
     # Written aside and moved in, so that a kill here leaves the old rows, not half of them.
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
@@ -384,8 +413,11 @@ def _rewrite_csv(path: Path, keep_epochs: int) -> None:
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a", newline="") as f:
-        csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
+    try:
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
+    except OSError as e:  # a full disk: say which file (the row is rewritten on resume)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
 
 
 def _progress(start: int, total: int, enabled: bool, desc: str) -> Any:

@@ -560,10 +560,16 @@ def test_a_smaller_subset_with_the_same_seed_was_seen_in_training() -> None:
 
 def test_a_surface_on_other_data_than_training_warns(make_config: Any) -> None:
     from landscape.surface import job_from_config
+    from landscape.train import load_trained
 
     # The shared checkpoint was trained on 8x8 digits; 16x16 inputs are not what it learned.
     with pytest.warns(UserWarning, match=r"trained on other data .*data\.resize: None in training"):
         job_from_config(make_config(data={"resize": 16}))
+    # Said once per checkpoint and difference: reproduce's trajectory and Hessian stages load
+    # the same checkpoint again (load_trained warns for all three).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_trained(make_config(data={"resize": 16}), make_config().final_checkpoint, "cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         job_from_config(make_config(data={"subset": 48}))

@@ -212,6 +212,24 @@ def test_rows_of_an_unsaved_epoch_are_not_duplicated(
     assert [int(r["epoch"]) for r in _rows(cfg)] == [1, 2, 3]
 
 
+def test_a_row_cut_short_is_dropped_on_resume(tmp_path: Path) -> None:
+    """A crash or a full disk mid-row leaves e.g. '1' of '12,0.1,...': it must not come back as
+    a second epoch 1, nor an unreadable epoch stop the resume."""
+    from landscape.train import _rewrite_csv
+
+    path = tmp_path / "metrics.csv"
+    full = "{},0.1,1.0,50.0,1.1,49.0,2.0\n"
+    path.write_text(
+        ",".join(CSV_FIELDS) + "\n" + full.format(1) + full.format(2) + "1\n" + "x,0.1\n"
+    )
+    _rewrite_csv(path, keep_epochs=2)
+    with open(path, newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+    _rewrite_csv(path, keep_epochs=1)
+    with open(path, newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+
+
 def test_interrupted_before_the_final_save_keeps_the_metrics(
     train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
