@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .data import as_eval_tensors, subset_indices
 from .directions import Direction
-from .errors import LandscapeError
+from .errors import LandscapeError, first_line
 from .rewrite import (
     FoldPair,
     bn_eps,
@@ -758,10 +758,9 @@ class PointEvaluator:
                 raise
             except (RuntimeError, NotImplementedError) as exc:
                 # torch.vmap lacks rules for some layers (an LSTM): same numbers, a point a call.
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 warnings.warn(
-                    f"points_per_call {self.points_per_call} failed ({first}); evaluating one "
-                    "point per call",
+                    f"points_per_call {self.points_per_call} failed ({first_line(exc)}); "
+                    "evaluating one point per call",
                     stacklevel=2,
                 )
                 self.points_per_call = 1

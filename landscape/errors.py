@@ -13,6 +13,13 @@ START_AFRESH = (
 )
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (its type where it has none): what a
+    one-line error quotes of a library's multi-line message."""
+    text = str(e)
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class LandscapeError(Exception):
     """A user-facing error: the message alone must say what is wrong and how to fix it."""
 

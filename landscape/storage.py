@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import LandscapeError
+from .errors import LandscapeError, first_line
 
 SCHEMA = "landscape-surface"
 SCHEMA_VERSION = 1
@@ -526,7 +526,7 @@ def _open(path: str | Path) -> Iterator[Any]:
             # (a SurfaceWriter here); reading through that open file needs no lock of its own.
             f = h5py.File(str(path), "r")
         except OSError:
-            why = str(e).splitlines()[0] if str(e) else type(e).__name__  # one line
+            why = first_line(e)
             if "truncated file" in why:
                 why += (
                     "; the file is shorter than its header says: it was cut off while being "
@@ -558,8 +558,7 @@ def _read(path: str | Path, read: Callable[[Any], _T]) -> _T:
                 return read(f)
         except OSError as e:
             if time.monotonic() > deadline:
-                why = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise LandscapeError(f"{path}: cannot read the file ({why})") from None
+                raise LandscapeError(f"{path}: cannot read the file ({first_line(e)})") from None
         time.sleep(0.02)
 
 

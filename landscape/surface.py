@@ -46,7 +46,7 @@ from .engine import (
     resolve_batch_size,
     resolve_device,
 )
-from .errors import START_AFRESH, LandscapeError, SharedError, differences
+from .errors import START_AFRESH, LandscapeError, SharedError, differences, first_line
 from .train import load_trained
 
 if TYPE_CHECKING:
@@ -590,10 +590,9 @@ def _peers_lost() -> Iterator[None]:
     try:
         yield
     except RuntimeError as e:  # gloo raises RuntimeError, nccl its subclass DistBackendError
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         # "[.../gloo/transport/tcp/pair.cc:545] Read error ...: Connection reset by peer. This
         # is typically caused by ..." says what happened in its first sentence.
-        why = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0][:200]
+        why = re.sub(r"^\[[^\]]*\]\s*", "", first_line(e)).split(". ")[0][:200]
         raise LandscapeError(
             f"another rank stopped ({why}); the points finished so far are saved: run the same "
             "command again to resume"
