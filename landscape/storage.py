@@ -514,25 +514,25 @@ def _whole_attr(
 
 @contextmanager
 def _open(path: str | Path) -> Iterator[Any]:
+    """The file open for reading. A file that reads as truncated raises h5py's OSError, which
+    _read tries again (its writer may be growing it); any other failure to open is one line."""
     import h5py
 
     if not Path(path).exists():
         raise LandscapeError(f"{path}: no such file")
     try:
-        f = _open_unlocked(path)
+        # Without HDF5's file lock: a run that is writing the file holds it, and readers (plots,
+        # progress checks, the resume check) must still get in.
+        f = h5py.File(str(path), "r", locking=False)
     except OSError as e:
         try:
             # HDF5 insists on the same locking flags when this process already has the file open
             # (a SurfaceWriter here); reading through that open file needs no lock of its own.
             f = h5py.File(str(path), "r")
         except OSError:
-            why = first_line(e)
-            if "truncated file" in why:
-                why += (
-                    "; the file is shorter than its header says: it was cut off while being "
-                    "written (a crash, or a copy still in progress)"
-                )
-            raise LandscapeError(f"{path}: cannot open as HDF5 ({why})") from None
+            if _TRUNCATED in str(e):
+                raise e from None
+            raise LandscapeError(f"{path}: cannot open as HDF5 ({first_line(e)})") from None
     try:
         yield f
     finally:
@@ -545,6 +545,7 @@ def _open(path: str | Path) -> Iterator[Any]:
 # 100 of 24,683 opens failed against a writer that did nothing else, each fine again within
 # milliseconds; readers try again for this long.
 TRUNCATED_RETRY_SECONDS = 2.0
+_TRUNCATED = "truncated file"
 _T = TypeVar("_T")
 
 
@@ -558,23 +559,13 @@ def _read(path: str | Path, read: Callable[[Any], _T]) -> _T:
                 return read(f)
         except OSError as e:
             if time.monotonic() > deadline:
-                raise LandscapeError(f"{path}: cannot read the file ({first_line(e)})") from None
-        time.sleep(0.02)
-
-
-def _open_unlocked(path: str | Path) -> Any:
-    """h5py.File(path, 'r') without HDF5's file lock (a run that is writing the file holds it,
-    and readers — plots, progress checks, the resume check — must still get in), tried again
-    for TRUNCATED_RETRY_SECONDS while the file reads as truncated."""
-    import h5py
-
-    deadline = time.monotonic() + TRUNCATED_RETRY_SECONDS
-    while True:
-        try:
-            return h5py.File(str(path), "r", locking=False)
-        except OSError as e:
-            if "truncated file" not in str(e) or time.monotonic() > deadline:
-                raise
+                why = first_line(e)
+                if _TRUNCATED in why:
+                    why += (
+                        "; the file is shorter than its header says: it was cut off while being "
+                        "written (a crash, or a copy still in progress)"
+                    )
+                raise LandscapeError(f"{path}: cannot read the file ({why})") from None
         time.sleep(0.02)
 
 
