@@ -260,9 +260,9 @@ def compute_hessian_map(
         try:
             fill_grid(path, work, flush_seconds=scfg.flush_seconds, limit=limit, progress=progress)
         finally:
-            # Also after Ctrl-C: the points this run did finish are in the file.
-            if int(storage.read_surface(path).done.sum()) > done_before:
-                record_history(path, started, done_before, dev, "float32")
+            # Also after Ctrl-C: the points this run did finish are in the file (record_history
+            # adds nothing when it finished none).
+            record_history(path, started, done_before, dev, "float32")
 
     surf = storage.read_surface(path)
     unconverged = _unconverged(surf, opts.tol)

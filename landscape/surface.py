@@ -209,7 +209,7 @@ def run_job(
         # What the finished points were computed on, to check this run's data against.
         recorded = _recorded_digests(target) if dist_info.rank == 0 else {}
         try:
-            _evaluate(job, pending, writer, progress, dist_info, (target, recorded))
+            _evaluate(job, pending, writer, progress, dist_info, target, recorded)
         finally:
             # Also after Ctrl-C: the points this run did finish are in the file.
             if dist_info.rank == 0:
@@ -382,16 +382,18 @@ def _evaluate(
     writer: Any,
     progress: ProgressFactory | None,
     dist_info: Distributed,
-    recorded: tuple[Any, Mapping[str, str]] = (None, {}),
+    target: storage.SurfaceData | Path | None = None,
+    recorded: Mapping[str, str] | None = None,
 ) -> None:
     """Measure the pending points draw by draw; the model is back at its weights afterwards.
 
-    recorded: the target and the data digests its finished points were computed on (rank 0).
+    recorded: the data digests the target's finished points were computed on (rank 0).
     """
+    recorded = recorded or {}
     data = dict(job.data() if callable(job.data) else job.data)
     bn_data = job.bn_data() if callable(job.bn_data) else job.bn_data
     digests = data_digests(data) if writer is not None else {}
-    refusal = _other_data(recorded[0], recorded[1], digests) if writer is not None else None
+    refusal = _other_data(target, recorded, digests) if writer is not None else None
     refusal = _from_rank0(refusal, dist_info)
     if refusal is not None:
         raise SharedError(refusal)
@@ -400,7 +402,7 @@ def _evaluate(
         writer.set_attrs(
             {
                 "examples": [len(data[s]) for s in job.splits],
-                "data_sha256": json.dumps({**recorded[1], **digests}, sort_keys=True),
+                "data_sha256": json.dumps({**recorded, **digests}, sort_keys=True),
             }
         )
     bar = progress(len(pending), 0) if progress is not None and writer is not None else None
