@@ -514,8 +514,9 @@ def _whole_attr(
 
 @contextmanager
 def _open(path: str | Path) -> Iterator[Any]:
-    """The file open for reading. A file that reads as truncated raises h5py's OSError, which
-    _read tries again (its writer may be growing it); any other failure to open is one line."""
+    """The file open for reading. A file without HDF5's signature is one line at once; an HDF5
+    file that fails to open raises h5py's OSError, which _read tries again (its writer may be
+    growing it)."""
     import h5py
 
     if not Path(path).exists():
@@ -530,9 +531,13 @@ def _open(path: str | Path) -> Iterator[Any]:
             # (a SurfaceWriter here); reading through that open file needs no lock of its own.
             f = h5py.File(str(path), "r")
         except OSError:
-            if _TRUNCATED in str(e):
-                raise e from None
-            raise LandscapeError(f"{path}: cannot open as HDF5 ({first_line(e)})") from None
+            # Files are created whole (written under another name, then renamed), so one without
+            # the signature is not HDF5 and never will be; any other failure may be a writer's.
+            if not h5py.is_hdf5(str(path)):
+                raise LandscapeError(
+                    f"{path}: cannot open as HDF5 ({first_line(e)}); it is not an HDF5 file"
+                ) from None
+            raise e from None
     try:
         yield f
     finally:
@@ -541,9 +546,9 @@ def _open(path: str | Path) -> Iterator[Any]:
 
 # A reader that opens or reads a file while its writer grows it (new attributes: a run's start
 # and its history at the end) can find the superblock already saying the new size and the end
-# not yet written ("truncated file"), or the layout moved under it ("exceeds EOA"). Measured:
-# 100 of 24,683 opens failed against a writer that did nothing else, each fine again within
-# milliseconds; readers try again for this long.
+# not yet written ("truncated file"), an address past the end it read ("addr overflow"), or the
+# layout moved under it ("exceeds EOA"). Measured: 100 of 24,683 opens failed against a writer
+# that did nothing else, each fine again within milliseconds; readers try again for this long.
 TRUNCATED_RETRY_SECONDS = 2.0
 _TRUNCATED = "truncated file"
 _T = TypeVar("_T")
