@@ -555,3 +555,32 @@ def test_readers_wait_out_a_writer_growing_the_file(tmp_path: Path) -> None:
     cut.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(LandscapeError, match="truncated file.*cut off while being written"):
         storage.read_surface(cut)
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        "Unable to synchronously open file (truncated file: eof = 2048, sblock->base_addr = 0)",
+        "Unable to synchronously open file (addr overflow, addr = 2243112, size = 1560, eoa = 1)",
+        "Unable to synchronously open file (bad object header version number)",
+    ],
+)
+def test_a_failed_open_of_an_hdf5_file_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
+) -> None:
+    """Whatever HDF5 says while a writer grows the file (CI saw 'addr overflow', not only
+    'truncated file'), a reader tries again instead of failing at once."""
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    real = h5py.File
+    failures = {"left": 4}
+
+    def flaky(name: Any, mode: str = "r", **kwargs: Any) -> Any:
+        if mode == "r" and failures["left"] > 0:
+            failures["left"] -= 1
+            raise OSError(why)
+        return real(name, mode, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", flaky)
+    assert storage.read_surface(path).done.shape == (3, 5)
+    assert failures["left"] == 0
