@@ -212,10 +212,14 @@ class StreamSet:
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
+    def host_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """The loader's batches as evaluation takes them (`as_eval_tensors`), in host memory."""
+        for xb, yb in self.loader:
+            yield as_eval_tensors(torch.as_tensor(xb), torch.as_tensor(yb))
+
     def batches(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """The loader's batches on the device, cut to at most batch_size examples when given."""
-        for xb, yb in self.loader:
-            x, y = as_eval_tensors(torch.as_tensor(xb), torch.as_tensor(yb))
+        for x, y in self.host_batches():
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             step = batch_size or len(y)

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,19 +218,37 @@ def run_job(
 
 
 def data_digests(data: Mapping[str, EvalData]) -> dict[str, str]:
-    """sha256 of each in-memory split's examples (inputs, then labels, with dtypes and shapes),
-    the same on any device; a streamed split gets none (hashing it would cost a pass)."""
+    """sha256 of each split's examples (inputs, then labels, each after its dtype and shape), the
+    same on any device and whether the split is held in memory or streamed (a streamed split costs
+    one pass of its loader, without the network: less than one grid point)."""
     out = {}
     for split, ds in data.items():
-        if not isinstance(ds, EvalSet):
-            continue
-        h = hashlib.sha256()
-        for t in (ds.x, ds.y):
-            t = t.detach().cpu().contiguous()
-            h.update(f"{t.dtype} {tuple(t.shape)};".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
-        out[split] = h.hexdigest()
+        batches = [(ds.x, ds.y)] if isinstance(ds, EvalSet) else ds.host_batches()
+        digest = _examples_sha256(batches, len(ds))
+        if digest is not None:
+            out[split] = digest
     return out
+
+
+def _examples_sha256(batches: Iterable[tuple[Tensor, Tensor]], n: int) -> str | None:
+    """The sha256 of the inputs and labels that the batches, joined, make (None if there are no
+    batches): inputs hashed as they come, the labels (small) kept until the inputs are done."""
+    h = hashlib.sha256()
+    labels: list[Tensor] = []
+
+    def add(t: Tensor, rows: int | None = None) -> None:
+        t = t.detach().cpu().contiguous()
+        if rows is not None:
+            h.update(f"{t.dtype} {(rows, *t.shape[1:])};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+
+    for i, (x, y) in enumerate(batches):
+        add(x, n if i == 0 else None)
+        labels.append(y.detach().cpu())
+    if not labels:
+        return None
+    add(torch.cat(labels), n)
+    return h.hexdigest()
 
 
 def _recorded_digests(target: storage.SurfaceData | Path) -> dict[str, str]:

@@ -225,6 +225,29 @@ def test_a_resume_on_other_examples_is_refused(make_config: Callable[..., Any]) 
     assert json.loads(storage.read_attrs(path)["data_sha256"]) == recorded
 
 
+def test_a_streamed_split_records_the_digest_of_its_examples(
+    make_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Streamed from a DataLoader or held in memory, the same examples have the same digest, so a
+    resume on changed data is refused either way, and a run may resume in the other mode."""
+    streamed = {"engine": {"in_memory": "off", "workers": 0}}
+    memory = compute_surface(make_config(surface=GRID), path=tmp_path / "memory.h5")
+    cfg = make_config(surface={**GRID, **streamed})
+    path = compute_surface(cfg)
+    digests = [json.loads(storage.read_attrs(p)["data_sha256"]) for p in (memory, path)]
+    assert digests[0] == digests[1] and len(digests[0]["train"]) == 64
+    with h5py.File(path, "r+") as f:
+        f["done"][0, 1] = False
+        f.attrs["data_sha256"] = json.dumps({"train": "0" * 64})
+    with pytest.raises(LandscapeError, match="other train examples than this run"):
+        compute_surface(cfg)
+    assert not storage.read_surface(path).done[0, 1]
+    with h5py.File(path, "r+") as f:
+        f.attrs["data_sha256"] = json.dumps(digests[0])
+    compute_surface(make_config(surface=GRID))  # resumed with the split in memory
+    assert storage.read_surface(path).complete
+
+
 def test_an_interrupted_run_keeps_the_points_it_finished(make_config: Callable[..., Any]) -> None:
     class Interrupt:
         """A progress bar whose fourth update is a Ctrl-C."""
