@@ -500,3 +500,19 @@ def test_a_panel_that_no_level_crosses_says_so(bowl: SurfaceData) -> None:
         fig = plot.plot_compare([steep, flat], "contour", levels=levels)
         texts = [[t.get_text() for t in ax.texts if "level" in t.get_text()] for ax in fig.axes]
         assert texts == [[], ["no level crossed: train loss 2.32 to 2.33"]]
+
+
+def test_contour_labels_name_the_level_of_their_line(bowl: SurfaceData) -> None:
+    # matplotlib 3.8 read a manually placed label's level by its index among all levels, so
+    # labelling a subset of them failed (IndexError) or printed another level's number.
+    steep = surface(np.exp(3 * bowl.metrics["train_loss"]), "steep")
+    fig = plot.plot_surface(steep, "contour")
+    (cs,) = artists_of(main_axes(fig)[0], ContourSet)
+    assert len(cs.labelTexts) >= 2
+    for text in cs.labelTexts:
+        level = float(text.get_text())
+        (i,) = np.flatnonzero(np.isclose(cs.levels, level, rtol=1e-3))
+        x, y = text.get_position()
+        # The label's centre lies on a line of its own level (its gap cut out around it).
+        ends = np.concatenate([seg for seg in cs.allsegs[i] if len(seg)])
+        assert np.hypot(*(ends - (x, y)).T).min() < 0.1

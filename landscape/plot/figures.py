@@ -623,9 +623,12 @@ def _label_contours(fig: Figure) -> None:
                     placed.append(spot)
         if placed:
             data_xy = ax.transData.inverted().transform(np.array(placed))
+            # Every level, not just `chosen`: matplotlib 3.8's manual placement reads the
+            # label's level by its index among all levels (IndexError, or a wrong number, for
+            # a subset).  Only the spots get labels, and each lies on its own level's line.
             ax.clabel(
                 cs,
-                chosen,
+                levels,
                 inline=True,
                 inline_spacing=_LABEL_SPACING,
                 fmt=_LABEL_FMT,
