@@ -516,3 +516,15 @@ def test_contour_labels_name_the_level_of_their_line(bowl: SurfaceData) -> None:
         # The label's centre lies on a line of its own level (its gap cut out around it).
         ends = np.concatenate([seg for seg in cs.allsegs[i] if len(seg)])
         assert np.hypot(*(ends - (x, y)).T).min() < 0.1
+
+
+def test_trajectory_legend_covers_nothing_in_the_plane(bowl: SurfaceData) -> None:
+    # Inside the axes, loc "best" ignores contour lines and their labels, so it hid some.
+    path = np.column_stack([np.linspace(-0.9, 0.0, 8), np.linspace(0.4, 0.0, 8)])
+    fig = plot.plot_trajectory(bowl, path, list(range(8)))
+    (ax,) = fig.axes
+    fig.draw_without_rendering()
+    legends = [ax.get_legend(), *fig.legends]
+    (legend,) = [lg for lg in legends if lg is not None]
+    assert [t.get_text() for t in legend.get_texts()] == ["optimizer path", "start", "end"]
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())

@@ -290,7 +290,8 @@ def plot_trajectory(
     lo, hi = color_range(z.compressed(), name, log, vmin, vmax, where=surf.path)
     lev = contour_levels(levels, lo, hi, log)
 
-    fig = Figure(figsize=(5.8, 4.8), layout="constrained")
+    # Lower for a wide, short plane, plus a row for the legend below it.
+    fig = Figure(figsize=(5.8, _flat_height(one, 4.4) + 0.4), layout="constrained")
     ax = fig.add_subplot()
     # The path's own end marker stands for the trained model, so no separate origin marker.
     _draw_2d(ax, "contour", one, z, lo, hi, lev, "neither", label, mark_origin=False)
@@ -311,7 +312,9 @@ def plot_trajectory(
             )
     ax.set_xlabel(xlabel if xlabel is not None else one.axis_label(0))
     ax.set_ylabel(ylabel if ylabel is not None else one.axis_label(1))
-    ax.legend(loc="best")
+    # Below the axes: inside, "best" sees neither the contour lines nor their labels (placed
+    # later) and covered them, or the path where it fills the plane.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3)
     ax.set_title(title if title is not None else f"{surf.title}: {label}")
     _label_contours(fig)
     return fig
