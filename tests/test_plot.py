@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -484,7 +485,7 @@ def test_vector_figures_have_no_seams_between_cells(bowl: SurfaceData, tmp_path:
     # as images, filled contour bands are edged in their own colour.
     for kind in ("heatmap", "surface3d"):
         pdf = plot.save_figure(plot.plot_surface(bowl, kind), tmp_path / f"{kind}.pdf").read_bytes()
-        assert b"/Subtype /Image" in pdf and len(pdf) < 200_000
+        assert b"/Subtype /Image" in pdf and len(pdf) < 500_000  # images of 300 dpi
     fig = plot.plot_surface(bowl, "contourf")
     (bands,) = artists_of(main_axes(fig)[0], ContourSet)
     assert_allclose(bands.get_edgecolor(), bands.get_facecolor())
@@ -528,3 +529,22 @@ def test_trajectory_legend_covers_nothing_in_the_plane(bowl: SurfaceData) -> Non
     (legend,) = [lg for lg in legends if lg is not None]
     assert [t.get_text() for t in legend.get_texts()] == ["optimizer path", "start", "end"]
     assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "surface3d"])
+def test_vector_figures_draw_their_images_at_print_resolution(
+    kind: str, bowl: SurfaceData, tmp_path: Path
+) -> None:
+    # Text and lines stay vectors; the parts drawn as images came out at the default 150 dpi,
+    # soft in print.  A dpi above 300 is kept.
+    def image_width(dpi: int) -> tuple[float, int]:
+        fig = plot.plot_surface(bowl, kind)
+        pdf = plot.save_figure(fig, tmp_path / f"{dpi}.pdf", dpi=dpi).read_bytes()
+        assert b"/FontFile2" in pdf  # text as text
+        inches = main_axes(fig)[0].get_window_extent().width / fig.dpi
+        return inches, max(int(w) for w in re.findall(rb"/Subtype /Image[^>]*?/Width (\d+)", pdf))
+
+    inches, pixels = image_width(150)
+    assert pixels >= 0.9 * 300 * inches
+    inches, pixels = image_width(600)
+    assert pixels >= 0.9 * 600 * inches

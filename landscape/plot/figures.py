@@ -64,6 +64,9 @@ _MARK_CLEARANCE = 7
 # Fonts embedded as TrueType (Type 42): matplotlib's default Type 3 fonts in a PDF are refused
 # by the PDF checks of ICML, IEEE and ACM submissions.  Read when a figure is saved.
 _SAVE_STYLE: dict[RcKeyType, Any] = {"pdf.fonttype": 42, "ps.fonttype": 42}
+# The least resolution, in dots per inch, of the parts of a PDF or SVG drawn as images (heat
+# maps, 3D surfaces, colour bars): print asks for 300, while the default dpi suits a screen.
+_VECTOR_RASTER_DPI = 300
 # A 3D surface is seen from this elevation, in degrees.
 _ELEVATION = 45
 _P = ParamSpec("_P")
@@ -376,7 +379,9 @@ def plot_heatmap_array(
 def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int = 150) -> Path:
     """Write `fig` as png, pdf or svg (from `fmt` or the suffix) and close it; returns the path.
 
-    A suffix that is not a figure format (e.g. "run_lr=0.1") gets ".<fmt>" appended.
+    A suffix that is not a figure format (e.g. "run_lr=0.1") gets ".<fmt>" appended.  `dpi` is
+    the resolution of a PNG; in a PDF or SVG, where text and lines are vectors, it is that of
+    the parts drawn as images, and at least 300.
     """
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
@@ -398,6 +403,8 @@ def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int 
         path = path.with_name(f"{path.name}.{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # A tight box keeps 3D axis labels that stick out of the axes' own box.
+    if fmt != "png":
+        dpi = max(dpi, _VECTOR_RASTER_DPI)
     with matplotlib.rc_context(_SAVE_STYLE):
         fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     # Our figures are not registered with pyplot and are freed when dropped; one made through
