@@ -548,3 +548,40 @@ def test_vector_figures_draw_their_images_at_print_resolution(
     assert pixels >= 0.9 * 300 * inches
     inches, pixels = image_width(600)
     assert pixels >= 0.9 * 600 * inches
+
+
+def test_3d_axis_labels_clear_their_tick_labels() -> None:
+    # At matplotlib's default pad the y label ran into the "-0.50" tick label at this view.
+    from matplotlib.textpath import TextPath
+
+    x, y = np.linspace(-1, 1, 9), np.linspace(-0.6, 0.6, 7)
+    xx, yy = np.meshgrid(x, y)
+    flat = SurfaceData(x=x, y=y, metrics={"train_loss": xx**2 + yy**2}, done=np.ones((7, 9), bool))
+    fig = plot.plot_surface(flat, "surface3d")
+    fig.draw_without_rendering()
+    (ax,) = main_axes(fig)
+    px = fig.dpi / 72
+    for axis in (ax.xaxis, ax.yaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        ticks = [
+            t.label1.get_window_extent()
+            for t in axis.get_major_ticks()
+            if lo - 1e-9 <= t.get_loc() <= hi + 1e-9 and t.label1.get_text()
+        ]
+        assert len(ticks) >= 3
+        # Points over the label's own slanted rectangle (its window extent is an upright box).
+        label = axis.label
+        ext = TextPath((0, 0), label.get_text(), size=label.get_fontsize()).get_extents()
+        angle = np.deg2rad(label.get_rotation())
+        along, across = [np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]
+        s, t = np.meshgrid(
+            np.linspace(-ext.width / 2, ext.width / 2, 60),
+            np.linspace(-ext.height / 2, 0.5 * ext.height, 7),
+        )
+        centre = label.get_window_extent().get_points().mean(0)
+        pts = centre + px * (s.reshape(-1, 1) * along + t.reshape(-1, 1) * across)
+        for box in ticks:
+            dx = np.maximum(0, np.maximum(box.x0 - pts[:, 0], pts[:, 0] - box.x1))
+            dy = np.maximum(0, np.maximum(box.y0 - pts[:, 1], pts[:, 1] - box.y1))
+            gap = np.hypot(dx, dy).min() / px
+            assert gap >= 3, f"{label.get_text()!r} is {gap:.1f} pt from a tick label"

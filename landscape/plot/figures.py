@@ -69,6 +69,9 @@ _SAVE_STYLE: dict[RcKeyType, Any] = {"pdf.fonttype": 42, "ps.fonttype": 42}
 _VECTOR_RASTER_DPI = 300
 # A 3D surface is seen from this elevation, in degrees.
 _ELEVATION = 45
+# Its x and y labels keep this far, in points, from their axes: at matplotlib's default of 4
+# the y label runs into tick labels such as "-0.50" at this view.
+_LABELPAD_3D = 10
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -584,8 +587,10 @@ def _draw_2d(
         # Fewer ticks: the default crowds the foreshortened x and y axes.
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.yaxis.set_major_locator(MaxNLocator(5))
-    ax.set_xlabel(surf.axis_label(0))
-    ax.set_ylabel(surf.axis_label(1))
+    # A 3D axis label sits at matplotlib's default pad across the slanted tick labels.
+    pad = {"labelpad": _LABELPAD_3D} if kind == "surface3d" else {}
+    ax.set_xlabel(surf.axis_label(0), **pad)
+    ax.set_ylabel(surf.axis_label(1), **pad)
     if kind != "surface3d":
         if mark_origin and x.min() <= 0 <= x.max() and y.min() <= 0 <= y.max():
             ax.plot(0, 0, marker="*", ms=10, color="white", mec="black", zorder=5)
