@@ -537,17 +537,20 @@ def test_vector_figures_draw_their_images_at_print_resolution(
 ) -> None:
     # Text and lines stay vectors; the parts drawn as images came out at the default 150 dpi,
     # soft in print.  A dpi above 300 is kept.
-    def image_width(dpi: int) -> tuple[float, int]:
+    def image_width(dpi: int | None) -> tuple[float, int]:
         fig = plot.plot_surface(bowl, kind)
-        pdf = plot.save_figure(fig, tmp_path / f"{dpi}.pdf", dpi=dpi).read_bytes()
+        out = tmp_path / f"{dpi}.pdf"
+        pdf = plot.save_figure(fig, out) if dpi is None else plot.save_figure(fig, out, dpi=dpi)
+        pdf = pdf.read_bytes()
         assert b"/FontFile2" in pdf  # text as text
         inches = main_axes(fig)[0].get_window_extent().width / fig.dpi
         return inches, max(int(w) for w in re.findall(rb"/Subtype /Image[^>]*?/Width (\d+)", pdf))
 
-    inches, pixels = image_width(150)
-    assert pixels >= 0.9 * 300 * inches
-    inches, pixels = image_width(600)
-    assert pixels >= 0.9 * 600 * inches
+    inches, pixels = image_width(None)
+    if kind == "heatmap":  # the image fills the axes
+        assert pixels >= 0.95 * 300 * inches
+    assert image_width(150)[1] == pixels == pytest.approx(image_width(300)[1], abs=2)
+    assert image_width(600)[1] == pytest.approx(2 * pixels, abs=4)
 
 
 def test_3d_axis_labels_clear_their_tick_labels() -> None:
@@ -585,3 +588,20 @@ def test_3d_axis_labels_clear_their_tick_labels() -> None:
             dy = np.maximum(0, np.maximum(box.y0 - pts[:, 1], pts[:, 1] - box.y1))
             gap = np.hypot(dx, dy).min() / px
             assert gap >= 3, f"{label.get_text()!r} is {gap:.1f} pt from a tick label"
+
+
+def test_colour_bars_are_as_tall_as_the_panels_of_a_wide_plane(bowl: SurfaceData) -> None:
+    # A plane drawn at equal scales leaves its slot taller than itself; the colour bar filled
+    # the slot and stood far above and below the panels (twice their height for a 2:1 grid).
+    x, y, z = bowl_values()
+    figs = [
+        plot.plot_surface(bowl, "heatmap"),
+        plot.plot_compare([bowl, bowl], "contourf"),
+        plot.plot_heatmap_array(x, y, z, "t", "c"),
+    ]
+    for fig in figs:
+        fig.draw_without_rendering()
+        (bar,) = [ax for ax in fig.axes if hasattr(ax, "_colorbar")]
+        for panel in main_axes(fig):
+            ratio = bar.get_position().height / panel.get_position().height
+            assert 0.9 <= ratio <= 1.01

@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import matplotlib
 import numpy as np
@@ -123,8 +123,8 @@ def plot_surface(
     lev = contour_levels(levels, lo, hi, log)
     ext = extend_of(z, *band_range(kind, lo, hi, lev))
 
-    size = (6.4, 5.0) if kind == "surface3d" else (5.6, _flat_height(one, 4.6))
-    fig = Figure(figsize=size, layout="constrained")
+    size = (6.4, 5.0) if kind == "surface3d" else (5.6, _flat_height(one.x, one.y, 4.6))
+    fig = Figure(figsize=size, layout=_layout(kind))
     ax = _new_axes(fig, kind, 1, 0)
     mappable = _draw_2d(ax, kind, one, z, lo, hi, lev, ext, label)
     if kind != "contour":
@@ -249,7 +249,8 @@ def plot_compare(
     ext = extend_of(np.ma.concatenate([z.ravel() for z in zs]), *band_range(kind, lo, hi, lev))
 
     n = len(ones)
-    fig = Figure(figsize=(4.4 * n + 1.2, _flat_height(ones[0], 4.4)), layout="constrained")
+    size = (4.4 * n + 1.2, _flat_height(ones[0].x, ones[0].y, 4.4))
+    fig = Figure(figsize=size, layout=_layout(kind))
     axes: list[Axes] = []
     mappables = []
     for i, (s, z, t) in enumerate(zip(ones, zs, titles, strict=True)):
@@ -297,7 +298,7 @@ def plot_trajectory(
     lev = contour_levels(levels, lo, hi, log)
 
     # Lower for a wide, short plane, plus a row for the legend below it.
-    fig = Figure(figsize=(5.8, _flat_height(one, 4.4) + 0.4), layout="constrained")
+    fig = Figure(figsize=(5.8, _flat_height(one.x, one.y, 4.4) + 0.4), layout=_layout("contour"))
     ax = fig.add_subplot()
     # The path's own end marker stands for the trained model, so no separate origin marker.
     _draw_2d(ax, "contour", one, z, lo, hi, lev, "neither", label, mark_origin=False)
@@ -362,7 +363,7 @@ def plot_heatmap_array(
         raise LandscapeError(
             f"values have shape {v.shape}, expected (len(y), len(x)) = ({len(y)}, {len(x)})"
         )
-    fig = Figure(figsize=(5.6, 4.6), layout="constrained")
+    fig = Figure(figsize=(5.6, _flat_height(x, y, 4.6)), layout=_layout("heatmap"))
     ax = fig.add_subplot()
     mesh = ax.pcolormesh(x, y, v, shading="nearest", cmap=CMAP, vmin=vmin, vmax=vmax)
     # Values beyond a fixed scale are drawn in its end colours; the colour bar's arrows say so.
@@ -710,10 +711,17 @@ def _equal_scales(x: np.ndarray, y: np.ndarray) -> float | None:
     return dy / dx if dx > 0 and dy > 0 and 1 / 3 <= dy / dx <= 3 else None
 
 
-def _flat_height(surf: SurfaceData, height: float) -> float:
+def _layout(kind: str) -> Literal["constrained", "compressed"]:
+    """The layout engine of a figure of `kind`: "compressed" fits a colour bar and the panels
+    beside it to planes drawn at equal scales (under "constrained" the bar fills the slot
+    that a wide, short plane leaves half empty, and stands far above and below the panels)."""
+    return "constrained" if kind == "surface3d" else "compressed"
+
+
+def _flat_height(x: np.ndarray, y: np.ndarray | None, height: float) -> float:
     """A figure height for a plane drawn at equal scales: lower for a wide, short grid, so that
-    the colour bar (as tall as the figure) does not tower over the axes."""
-    ratio = None if surf.y is None else _equal_scales(surf.x, surf.y)
+    little white is left above and below it."""
+    ratio = None if y is None else _equal_scales(x, y)
     return height if ratio is None else min(height, 1.6 + 3.6 * ratio)
 
 
