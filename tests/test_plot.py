@@ -486,6 +486,12 @@ def test_vector_figures_have_no_seams_between_cells(bowl: SurfaceData, tmp_path:
     for kind in ("heatmap", "surface3d"):
         pdf = plot.save_figure(plot.plot_surface(bowl, kind), tmp_path / f"{kind}.pdf").read_bytes()
         assert b"/Subtype /Image" in pdf and len(pdf) < 500_000  # images of 300 dpi
+    x, y, z = bowl_values()
+    fig = plot.plot_heatmap_array(x, y, z, "Hessian", "ratio")  # the curvature map
+    pdf = plot.save_figure(fig, tmp_path / "h.pdf").read_bytes()
+    widths = [int(w) for w in re.findall(rb"/Subtype /Image[^>]*?/Width (\d+)", pdf)]
+    # An image as wide as the axes, not only the colour bar's narrow one.
+    assert max(widths) >= 0.9 * 300 * main_axes(fig)[0].get_window_extent().width / fig.dpi
     fig = plot.plot_surface(bowl, "contourf")
     (bands,) = artists_of(main_axes(fig)[0], ContourSet)
     assert_allclose(bands.get_edgecolor(), bands.get_facecolor())

@@ -365,7 +365,10 @@ def plot_heatmap_array(
         )
     fig = Figure(figsize=(5.6, _flat_height(x, y, 4.6)), layout=_layout("heatmap"))
     ax = fig.add_subplot()
-    mesh = ax.pcolormesh(x, y, v, shading="nearest", cmap=CMAP, vmin=vmin, vmax=vmax)
+    # Rasterized, as a surface's heat map: vector cells show light seams in PDF viewers.
+    mesh = ax.pcolormesh(
+        x, y, v, shading="nearest", cmap=CMAP, vmin=vmin, vmax=vmax, rasterized=True
+    )
     # Values beyond a fixed scale are drawn in its end colours; the colour bar's arrows say so.
     below = vmin is not None and bool(np.any(v < vmin))
     above = vmax is not None and bool(np.any(v > vmax))
