@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -484,7 +485,13 @@ def test_vector_figures_have_no_seams_between_cells(bowl: SurfaceData, tmp_path:
     # as images, filled contour bands are edged in their own colour.
     for kind in ("heatmap", "surface3d"):
         pdf = plot.save_figure(plot.plot_surface(bowl, kind), tmp_path / f"{kind}.pdf").read_bytes()
-        assert b"/Subtype /Image" in pdf and len(pdf) < 200_000
+        assert b"/Subtype /Image" in pdf and len(pdf) < 500_000  # images of 300 dpi
+    x, y, z = bowl_values()
+    fig = plot.plot_heatmap_array(x, y, z, "Hessian", "ratio")  # the curvature map
+    pdf = plot.save_figure(fig, tmp_path / "h.pdf").read_bytes()
+    widths = [int(w) for w in re.findall(rb"/Subtype /Image[^>]*?/Width (\d+)", pdf)]
+    # An image as wide as the axes, not only the colour bar's narrow one.
+    assert max(widths) >= 0.9 * 300 * main_axes(fig)[0].get_window_extent().width / fig.dpi
     fig = plot.plot_surface(bowl, "contourf")
     (bands,) = artists_of(main_axes(fig)[0], ContourSet)
     assert_allclose(bands.get_edgecolor(), bands.get_facecolor())
@@ -500,3 +507,107 @@ def test_a_panel_that_no_level_crosses_says_so(bowl: SurfaceData) -> None:
         fig = plot.plot_compare([steep, flat], "contour", levels=levels)
         texts = [[t.get_text() for t in ax.texts if "level" in t.get_text()] for ax in fig.axes]
         assert texts == [[], ["no level crossed: train loss 2.32 to 2.33"]]
+
+
+def test_contour_labels_name_the_level_of_their_line(bowl: SurfaceData) -> None:
+    # matplotlib 3.8 read a manually placed label's level by its index among all levels, so
+    # labelling a subset of them failed (IndexError) or printed another level's number.
+    steep = surface(np.exp(3 * bowl.metrics["train_loss"]), "steep")
+    fig = plot.plot_surface(steep, "contour")
+    (cs,) = artists_of(main_axes(fig)[0], ContourSet)
+    assert len(cs.labelTexts) >= 2
+    for text in cs.labelTexts:
+        level = float(text.get_text())
+        (i,) = np.flatnonzero(np.isclose(cs.levels, level, rtol=1e-3))
+        x, y = text.get_position()
+        # The label's centre lies on a line of its own level (its gap cut out around it).
+        ends = np.concatenate([seg for seg in cs.allsegs[i] if len(seg)])
+        assert np.hypot(*(ends - (x, y)).T).min() < 0.1
+
+
+def test_trajectory_legend_covers_nothing_in_the_plane(bowl: SurfaceData) -> None:
+    # Inside the axes, loc "best" ignores contour lines and their labels, so it hid some.
+    path = np.column_stack([np.linspace(-0.9, 0.0, 8), np.linspace(0.4, 0.0, 8)])
+    fig = plot.plot_trajectory(bowl, path, list(range(8)))
+    (ax,) = fig.axes
+    fig.draw_without_rendering()
+    legends = [ax.get_legend(), *fig.legends]
+    (legend,) = [lg for lg in legends if lg is not None]
+    assert [t.get_text() for t in legend.get_texts()] == ["optimizer path", "start", "end"]
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "surface3d"])
+def test_vector_figures_draw_their_images_at_print_resolution(
+    kind: str, bowl: SurfaceData, tmp_path: Path
+) -> None:
+    # Text and lines stay vectors; the parts drawn as images came out at the default 150 dpi,
+    # soft in print.  A dpi above 300 is kept.
+    def image_width(dpi: int | None) -> tuple[float, int]:
+        fig = plot.plot_surface(bowl, kind)
+        out = tmp_path / f"{dpi}.pdf"
+        pdf = plot.save_figure(fig, out) if dpi is None else plot.save_figure(fig, out, dpi=dpi)
+        pdf = pdf.read_bytes()
+        assert b"/FontFile2" in pdf  # text as text
+        inches = main_axes(fig)[0].get_window_extent().width / fig.dpi
+        return inches, max(int(w) for w in re.findall(rb"/Subtype /Image[^>]*?/Width (\d+)", pdf))
+
+    inches, pixels = image_width(None)
+    if kind == "heatmap":  # the image fills the axes
+        assert pixels >= 0.95 * 300 * inches
+    assert image_width(150)[1] == pixels == pytest.approx(image_width(300)[1], abs=2)
+    assert image_width(600)[1] == pytest.approx(2 * pixels, abs=4)
+
+
+def test_3d_axis_labels_clear_their_tick_labels() -> None:
+    # At matplotlib's default pad the y label ran into the "-0.50" tick label at this view.
+    from matplotlib.textpath import TextPath
+
+    x, y = np.linspace(-1, 1, 9), np.linspace(-0.6, 0.6, 7)
+    xx, yy = np.meshgrid(x, y)
+    flat = SurfaceData(x=x, y=y, metrics={"train_loss": xx**2 + yy**2}, done=np.ones((7, 9), bool))
+    fig = plot.plot_surface(flat, "surface3d")
+    fig.draw_without_rendering()
+    (ax,) = main_axes(fig)
+    px = fig.dpi / 72
+    for axis in (ax.xaxis, ax.yaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        ticks = [
+            t.label1.get_window_extent()
+            for t in axis.get_major_ticks()
+            if lo - 1e-9 <= t.get_loc() <= hi + 1e-9 and t.label1.get_text()
+        ]
+        assert len(ticks) >= 3
+        # Points over the label's own slanted rectangle (its window extent is an upright box).
+        label = axis.label
+        ext = TextPath((0, 0), label.get_text(), size=label.get_fontsize()).get_extents()
+        angle = np.deg2rad(label.get_rotation())
+        along, across = [np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]
+        s, t = np.meshgrid(
+            np.linspace(-ext.width / 2, ext.width / 2, 60),
+            np.linspace(-ext.height / 2, 0.5 * ext.height, 7),
+        )
+        centre = label.get_window_extent().get_points().mean(0)
+        pts = centre + px * (s.reshape(-1, 1) * along + t.reshape(-1, 1) * across)
+        for box in ticks:
+            dx = np.maximum(0, np.maximum(box.x0 - pts[:, 0], pts[:, 0] - box.x1))
+            dy = np.maximum(0, np.maximum(box.y0 - pts[:, 1], pts[:, 1] - box.y1))
+            gap = np.hypot(dx, dy).min() / px
+            assert gap >= 3, f"{label.get_text()!r} is {gap:.1f} pt from a tick label"
+
+
+def test_colour_bars_are_as_tall_as_the_panels_of_a_wide_plane(bowl: SurfaceData) -> None:
+    # A plane drawn at equal scales leaves its slot taller than itself; the colour bar filled
+    # the slot and stood far above and below the panels (twice their height for a 2:1 grid).
+    x, y, z = bowl_values()
+    figs = [
+        plot.plot_surface(bowl, "heatmap"),
+        plot.plot_compare([bowl, bowl], "contourf"),
+        plot.plot_heatmap_array(x, y, z, "t", "c"),
+    ]
+    for fig in figs:
+        fig.draw_without_rendering()
+        (bar,) = [ax for ax in fig.axes if hasattr(ax, "_colorbar")]
+        for panel in main_axes(fig):
+            ratio = bar.get_position().height / panel.get_position().height
+            assert 0.9 <= ratio <= 1.01

@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import matplotlib
 import numpy as np
@@ -64,8 +64,14 @@ _MARK_CLEARANCE = 7
 # Fonts embedded as TrueType (Type 42): matplotlib's default Type 3 fonts in a PDF are refused
 # by the PDF checks of ICML, IEEE and ACM submissions.  Read when a figure is saved.
 _SAVE_STYLE: dict[RcKeyType, Any] = {"pdf.fonttype": 42, "ps.fonttype": 42}
+# The least resolution, in dots per inch, of the parts of a PDF or SVG drawn as images (heat
+# maps, 3D surfaces, colour bars): print asks for 300, while the default dpi suits a screen.
+_VECTOR_RASTER_DPI = 300
 # A 3D surface is seen from this elevation, in degrees.
 _ELEVATION = 45
+# Its x and y labels keep this far, in points, from their axes: at matplotlib's default of 4
+# the y label runs into tick labels such as "-0.50" at this view.
+_LABELPAD_3D = 10
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -117,8 +123,8 @@ def plot_surface(
     lev = contour_levels(levels, lo, hi, log)
     ext = extend_of(z, *band_range(kind, lo, hi, lev))
 
-    size = (6.4, 5.0) if kind == "surface3d" else (5.6, _flat_height(one, 4.6))
-    fig = Figure(figsize=size, layout="constrained")
+    size = (6.4, 5.0) if kind == "surface3d" else (5.6, _flat_height(one.x, one.y, 4.6))
+    fig = Figure(figsize=size, layout=_layout(kind))
     ax = _new_axes(fig, kind, 1, 0)
     mappable = _draw_2d(ax, kind, one, z, lo, hi, lev, ext, label)
     if kind != "contour":
@@ -243,7 +249,8 @@ def plot_compare(
     ext = extend_of(np.ma.concatenate([z.ravel() for z in zs]), *band_range(kind, lo, hi, lev))
 
     n = len(ones)
-    fig = Figure(figsize=(4.4 * n + 1.2, _flat_height(ones[0], 4.4)), layout="constrained")
+    size = (4.4 * n + 1.2, _flat_height(ones[0].x, ones[0].y, 4.4))
+    fig = Figure(figsize=size, layout=_layout(kind))
     axes: list[Axes] = []
     mappables = []
     for i, (s, z, t) in enumerate(zip(ones, zs, titles, strict=True)):
@@ -290,7 +297,8 @@ def plot_trajectory(
     lo, hi = color_range(z.compressed(), name, log, vmin, vmax, where=surf.path)
     lev = contour_levels(levels, lo, hi, log)
 
-    fig = Figure(figsize=(5.8, 4.8), layout="constrained")
+    # Lower for a wide, short plane, plus a row for the legend below it.
+    fig = Figure(figsize=(5.8, _flat_height(one.x, one.y, 4.4) + 0.4), layout=_layout("contour"))
     ax = fig.add_subplot()
     # The path's own end marker stands for the trained model, so no separate origin marker.
     _draw_2d(ax, "contour", one, z, lo, hi, lev, "neither", label, mark_origin=False)
@@ -311,7 +319,9 @@ def plot_trajectory(
             )
     ax.set_xlabel(xlabel if xlabel is not None else one.axis_label(0))
     ax.set_ylabel(ylabel if ylabel is not None else one.axis_label(1))
-    ax.legend(loc="best")
+    # Below the axes: inside, "best" sees neither the contour lines nor their labels (placed
+    # later) and covered them, or the path where it fills the plane.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3)
     ax.set_title(title if title is not None else f"{surf.title}: {label}")
     _label_contours(fig)
     return fig
@@ -353,9 +363,12 @@ def plot_heatmap_array(
         raise LandscapeError(
             f"values have shape {v.shape}, expected (len(y), len(x)) = ({len(y)}, {len(x)})"
         )
-    fig = Figure(figsize=(5.6, 4.6), layout="constrained")
+    fig = Figure(figsize=(5.6, _flat_height(x, y, 4.6)), layout=_layout("heatmap"))
     ax = fig.add_subplot()
-    mesh = ax.pcolormesh(x, y, v, shading="nearest", cmap=CMAP, vmin=vmin, vmax=vmax)
+    # Rasterized, as a surface's heat map: vector cells show light seams in PDF viewers.
+    mesh = ax.pcolormesh(
+        x, y, v, shading="nearest", cmap=CMAP, vmin=vmin, vmax=vmax, rasterized=True
+    )
     # Values beyond a fixed scale are drawn in its end colours; the colour bar's arrows say so.
     below = vmin is not None and bool(np.any(v < vmin))
     above = vmax is not None and bool(np.any(v > vmax))
@@ -373,7 +386,9 @@ def plot_heatmap_array(
 def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int = 150) -> Path:
     """Write `fig` as png, pdf or svg (from `fmt` or the suffix) and close it; returns the path.
 
-    A suffix that is not a figure format (e.g. "run_lr=0.1") gets ".<fmt>" appended.
+    A suffix that is not a figure format (e.g. "run_lr=0.1") gets ".<fmt>" appended.  `dpi` is
+    the resolution of a PNG; in a PDF or SVG, where text and lines are vectors, it is that of
+    the parts drawn as images, and at least 300.
     """
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
@@ -395,6 +410,8 @@ def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int 
         path = path.with_name(f"{path.name}.{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # A tight box keeps 3D axis labels that stick out of the axes' own box.
+    if fmt != "png":
+        dpi = max(dpi, _VECTOR_RASTER_DPI)
     with matplotlib.rc_context(_SAVE_STYLE):
         fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     # Our figures are not registered with pyplot and are freed when dropped; one made through
@@ -574,8 +591,10 @@ def _draw_2d(
         # Fewer ticks: the default crowds the foreshortened x and y axes.
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.yaxis.set_major_locator(MaxNLocator(5))
-    ax.set_xlabel(surf.axis_label(0))
-    ax.set_ylabel(surf.axis_label(1))
+    # A 3D axis label sits at matplotlib's default pad across the slanted tick labels.
+    pad = {"labelpad": _LABELPAD_3D} if kind == "surface3d" else {}
+    ax.set_xlabel(surf.axis_label(0), **pad)
+    ax.set_ylabel(surf.axis_label(1), **pad)
     if kind != "surface3d":
         if mark_origin and x.min() <= 0 <= x.max() and y.min() <= 0 <= y.max():
             ax.plot(0, 0, marker="*", ms=10, color="white", mec="black", zorder=5)
@@ -623,9 +642,12 @@ def _label_contours(fig: Figure) -> None:
                     placed.append(spot)
         if placed:
             data_xy = ax.transData.inverted().transform(np.array(placed))
+            # Every level, not just `chosen`: matplotlib 3.8's manual placement reads the
+            # label's level by its index among all levels (IndexError, or a wrong number, for
+            # a subset).  Only the spots get labels, and each lies on its own level's line.
             ax.clabel(
                 cs,
-                chosen,
+                levels,
                 inline=True,
                 inline_spacing=_LABEL_SPACING,
                 fmt=_LABEL_FMT,
@@ -692,10 +714,17 @@ def _equal_scales(x: np.ndarray, y: np.ndarray) -> float | None:
     return dy / dx if dx > 0 and dy > 0 and 1 / 3 <= dy / dx <= 3 else None
 
 
-def _flat_height(surf: SurfaceData, height: float) -> float:
+def _layout(kind: str) -> Literal["constrained", "compressed"]:
+    """The layout engine of a figure of `kind`: "compressed" fits a colour bar and the panels
+    beside it to planes drawn at equal scales (under "constrained" the bar fills the slot
+    that a wide, short plane leaves half empty, and stands far above and below the panels)."""
+    return "constrained" if kind == "surface3d" else "compressed"
+
+
+def _flat_height(x: np.ndarray, y: np.ndarray | None, height: float) -> float:
     """A figure height for a plane drawn at equal scales: lower for a wide, short grid, so that
-    the colour bar (as tall as the figure) does not tower over the axes."""
-    ratio = None if surf.y is None else _equal_scales(surf.x, surf.y)
+    little white is left above and below it."""
+    ratio = None if y is None else _equal_scales(x, y)
     return height if ratio is None else min(height, 1.6 + 3.6 * ratio)
 
 
