@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import h5py
+import matplotlib.colors
 import numpy as np
 import pytest
 from conftest import write_surface_file
@@ -34,7 +35,7 @@ def bowl_values() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def surface(z: np.ndarray, name: str, **metrics: np.ndarray) -> SurfaceData:
     x, y, _ = bowl_values()
     return SurfaceData(
-        x=x, y=y, metrics={"train_loss": z, **metrics}, done=np.isfinite(z), path=f"/tmp/{name}.h5"
+        x=x, y=y, metrics={"train_loss": z, **metrics}, done=~np.isnan(z), path=f"/tmp/{name}.h5"
     )
 
 
@@ -164,6 +165,24 @@ def test_heatmap_leaves_out_nan_and_draws_diverged_above_the_scale(broken: Surfa
     np.testing.assert_array_equal(np.ma.getmaskarray(arr), np.isnan(z))  # only NaN is a gap
     assert arr[1, 5] > mesh.norm.vmax  # +inf: the colour beyond the top
     assert fig.axes[1].get_ylabel() == "train loss" and mesh.colorbar.extend in ("max", "both")
+
+
+@pytest.mark.parametrize("kind", plot.KINDS_2D)
+def test_a_file_still_being_computed_says_so_and_greys_its_holes(
+    kind: str, bowl: SurfaceData, broken: SurfaceData
+) -> None:
+    """NaN (not computed yet) is a hole; on a filled panel a white one reads as data, so the
+    panel is grey behind and says how many points are missing. A diverged point is computed."""
+    fig = plot.plot_surface(broken, kind)
+    ax = main_axes(fig)[0]
+    notes = [t.get_text() for t in ax.texts if "not computed" in t.get_text()]
+    filled = kind in ("contourf", "heatmap")
+    assert notes == [f"1 of {NX * NY} points not computed yet" + (" (grey)" if filled else "")]
+    grey = matplotlib.colors.to_rgba(plot.figures.UNFINISHED_COLOR)
+    assert (ax.get_facecolor() == grey) == filled
+    ax = main_axes(plot.plot_surface(bowl, kind))[0]
+    assert not [t for t in ax.texts if "not computed" in t.get_text()]
+    assert ax.get_facecolor() != grey
 
 
 def test_contour_default_levels_are_robust_and_labelled(broken: SurfaceData) -> None:

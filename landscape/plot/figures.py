@@ -591,6 +591,7 @@ def _draw_2d(
         # Fewer ticks: the default crowds the foreshortened x and y axes.
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.yaxis.set_major_locator(MaxNLocator(5))
+    _mark_unfinished(ax, kind, surf)
     # A 3D axis label sits at matplotlib's default pad across the slanted tick labels.
     pad = {"labelpad": _LABELPAD_3D} if kind == "surface3d" else {}
     ax.set_xlabel(surf.axis_label(0), **pad)
@@ -600,6 +601,34 @@ def _draw_2d(
             ax.plot(0, 0, marker="*", ms=10, color="white", mec="black", zorder=5)
         _set_aspect(ax, x, y)
     return mappable
+
+
+# Behind a filled panel: a point not computed yet is this grey, not the white of the page.
+UNFINISHED_COLOR = "0.82"
+
+
+def _mark_unfinished(ax: Any, kind: str, surf: SurfaceData) -> None:
+    """A panel of a file still being computed (or interrupted) says how many points it lacks;
+    filled kinds show those points as grey holes instead of white ones, which read as data."""
+    missing = int(np.size(surf.done) - np.count_nonzero(surf.done))
+    if not missing:
+        return
+    if kind in ("contourf", "heatmap"):
+        ax.set_facecolor(UNFINISHED_COLOR)
+    filled = " (grey)" if kind in ("contourf", "heatmap") else ""
+    text = f"{missing} of {np.size(surf.done)} points not computed yet{filled}"
+    place = ax.text2D if kind == "surface3d" else ax.text
+    place(
+        0.5,
+        0.97,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="top",
+        fontsize=8,
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5},
+        zorder=6,
+    )
 
 
 def _label_contours(fig: Figure) -> None:
