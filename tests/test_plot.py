@@ -210,7 +210,48 @@ def test_explicit_levels_and_log(bowl: SurfaceData) -> None:
     z = bowl.metrics["train_loss"]
     np.testing.assert_array_equal(np.ma.getmaskarray(arr), z <= 0)
     np.testing.assert_allclose(arr.compressed(), np.log10(z[z > 0]))
-    assert fig.axes[1].get_ylabel() == "log10 train loss"
+    assert fig.axes[1].get_ylabel() == "train loss (log scale)"
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "contourf", "surface3d"])
+def test_a_log_scale_reads_in_the_metric_s_own_units(kind: str, bowl: SurfaceData) -> None:
+    """The data are drawn as log10 of the loss; ticks sit at round losses and name them."""
+    steep = surface(np.exp(6 * bowl.metrics["train_loss"]), "steep")  # 1 to about 1e5
+    fig = plot.plot_surface(steep, kind, log=True)
+    bar = fig.axes[-1]
+    fig.draw_without_rendering()
+    axes = [bar.yaxis] + ([main_axes(fig)[0].zaxis] if kind == "surface3d" else [])
+    for axis in axes:
+        ticks = [(t.get_loc(), t.label1.get_text()) for t in axis.get_major_ticks()]
+        shown = [(loc, text) for loc, text in ticks if text]
+        assert 3 <= len(shown) <= 9
+        for loc, text in shown:
+            assert float(text) == pytest.approx(10**loc, rel=1e-9)  # the label is the loss there
+            assert float(text) / 10 ** np.floor(np.log10(float(text))) in (1, 2, 5)
+
+
+def test_log_contour_labels_name_their_line_s_loss(bowl: SurfaceData) -> None:
+    steep = surface(np.exp(3 * bowl.metrics["train_loss"]), "steep")
+    fig = plot.plot_surface(steep, "contour", log=True)
+    (cs,) = artists_of(main_axes(fig)[0], ContourSet)
+    texts = [t.get_text() for t in cs.labelTexts]
+    assert len(set(texts)) >= 2
+    inner = np.asarray(cs.levels)[1:-1]
+    for text in texts:
+        # 2 significant digits are enough to tell levels a tenth of a decade apart.
+        assert np.min(np.abs(float(text) / 10**inner - 1)) < 0.05, text
+    assert fig.axes[0].get_title().endswith("train loss (log scale)")
+
+
+def test_log_ticks_stay_few_and_round_over_any_range() -> None:
+    ticks = plot.figures._log_ticks
+    assert np.allclose(ticks(-1.3, 1.27), np.log10([0.1, 0.2, 0.5, 1, 2, 5, 10]))
+    many = 10 ** ticks(-12, 12)  # 24 decades: powers of ten, at most 9 of them
+    assert len(many) <= 9 and np.allclose(np.log10(many), np.round(np.log10(many)))
+    short = ticks(0.05, 0.5)  # 1.12 to 3.16: only 2 and 3 are round digits inside
+    assert len(short) >= 3 and short.min() >= 0.05 and short.max() <= 0.5
+    narrow = ticks(0.0, 0.02)  # 1 to 1.047: no round digit inside but 1, evenly spaced ticks
+    assert len(narrow) >= 3 and narrow.min() >= 0.0 and narrow.max() <= 0.02 + 1e-12
 
 
 def test_metric_choice_and_errors(bowl: SurfaceData, line: SurfaceData) -> None:

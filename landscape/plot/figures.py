@@ -22,7 +22,7 @@ from matplotlib.colors import LightSource, Normalize
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from matplotlib.textpath import TextPath
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from ..errors import LandscapeError, unknown_name_message
 from ..export import pick_metric
@@ -126,15 +126,15 @@ def plot_surface(
     size = (6.4, 5.0) if kind == "surface3d" else (5.6, _flat_height(one.x, one.y, 4.6))
     fig = Figure(figsize=size, layout=_layout(kind))
     ax = _new_axes(fig, kind, 1, 0)
-    mappable = _draw_2d(ax, kind, one, z, lo, hi, lev, ext, label)
+    mappable = _draw_2d(ax, kind, one, z, lo, hi, lev, ext, label, log=log)
     if kind != "contour":
-        _colorbar(fig, mappable, [ax], label, kind, ext)
+        _colorbar(fig, mappable, [ax], label, kind, ext, log)
     if title is None:
         title = f"{surf.title}: {label}"
         if surf.repeats > 1:
             title += f" (draw {repeat + 1} of {surf.repeats})"
     ax.set_title(title)
-    _label_contours(fig)
+    _label_contours(fig, log)
     return fig
 
 
@@ -255,15 +255,15 @@ def plot_compare(
     mappables = []
     for i, (s, z, t) in enumerate(zip(ones, zs, titles, strict=True)):
         ax = _new_axes(fig, kind, n, i)
-        mappables.append(_draw_2d(ax, kind, s, z, lo, hi, lev, ext, label))
+        mappables.append(_draw_2d(ax, kind, s, z, lo, hi, lev, ext, label, log=log))
         ax.set_title(t)
         axes.append(ax)
     if kind != "contour":
         # Every panel uses the same norm and levels, so one colour bar describes all of them.
-        _colorbar(fig, mappables[0], axes, label, kind, ext)
+        _colorbar(fig, mappables[0], axes, label, kind, ext, log)
     else:
         fig.suptitle(label)
-    _label_contours(fig)
+    _label_contours(fig, log)
     return fig
 
 
@@ -301,7 +301,7 @@ def plot_trajectory(
     fig = Figure(figsize=(5.8, _flat_height(one.x, one.y, 4.4) + 0.4), layout=_layout("contour"))
     ax = fig.add_subplot()
     # The path's own end marker stands for the trained model, so no separate origin marker.
-    _draw_2d(ax, "contour", one, z, lo, hi, lev, "neither", label, mark_origin=False)
+    _draw_2d(ax, "contour", one, z, lo, hi, lev, "neither", label, mark_origin=False, log=log)
     ax.plot(p[:, 0], p[:, 1], "-o", color="C3", lw=1.5, ms=3, label="optimizer path", zorder=4)
     ax.plot(p[0, 0], p[0, 1], "o", ms=9, color="white", mec="black", label="start", zorder=5)
     ax.plot(p[-1, 0], p[-1, 1], "*", ms=14, color="C3", mec="black", label="end", zorder=5)
@@ -323,7 +323,7 @@ def plot_trajectory(
     # later) and covered them, or the path where it fills the plane.
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3)
     ax.set_title(title if title is not None else f"{surf.title}: {label}")
-    _label_contours(fig)
+    _label_contours(fig, log)
     return fig
 
 
@@ -478,11 +478,65 @@ def plot_file(
 
 
 def metric_label(metric: str, log: bool = False) -> str:
-    """'train_loss' -> 'train loss', 'test_acc' -> 'test acc (%)', with log: 'log10 train loss'."""
+    """'train_loss' -> 'train loss', 'test_acc' -> 'test acc (%)', with log: 'train loss (log
+    scale)'."""
     label = metric.replace("_", " ")
     if metric.endswith("_acc"):
         label += " (%)"
-    return f"log10 {label}" if log else label
+    return label + _LOG_SUFFIX if log else label
+
+
+_LOG_SUFFIX = " (log scale)"
+
+
+def _value_text(v: float, log: bool, digits: int = 3) -> str:
+    """A value of the drawn scale as the metric reads (on a log scale the data are log10 of it,
+    and the value is rounded to `digits` significant digits: 10**0.2 reads 1.58, or 1.6 at 2)."""
+    if not log:
+        return _LABEL_FMT % v
+    return f"{float(f'{10.0**v:.{digits}g}'):g}"
+
+
+def _level_texts(levels: np.ndarray, log: bool) -> dict[float, str]:
+    """Each contour level's label. On a log scale the levels are evenly spaced in log10, so
+    their values are not round: the fewest significant digits (2 to 4) that keep the labelled
+    (inner) levels apart."""
+    for digits in (2, 3, 4):
+        texts = [_value_text(v, log, digits) for v in levels]
+        inner = texts[1:-1] if len(texts) > 2 else texts
+        if not log or len(set(inner)) == len(inner):
+            break
+    return dict(zip(levels.tolist(), texts, strict=True))
+
+
+def _log_ticks(lo: float, hi: float) -> np.ndarray:
+    """Where to put ticks on a log10 scale from lo to hi: at round values of the metric (1, 2 and
+    5 in each decade; only powers of ten over many decades; every digit, or evenly spaced ticks,
+    over a short range)."""
+    tol = 1e-9 * max(hi - lo, 1e-12)
+    decades = np.arange(np.floor(lo), np.ceil(hi) + 1)
+
+    def within(mantissas: Sequence[float]) -> np.ndarray:
+        t = np.sort(np.log10(np.outer(10.0**decades, mantissas).ravel()))
+        return t[(t >= lo - tol) & (t <= hi + tol)]
+
+    ticks = within([1, 2, 5])
+    if len(ticks) > 9:
+        ticks = within([1])
+        return ticks[:: -(-len(ticks) // 9)]
+    if len(ticks) < 3:
+        ticks = within(range(1, 10))
+    if len(ticks) < 3:
+        even = np.asarray(MaxNLocator(6).tick_values(lo, hi))
+        ticks = even[(even >= lo - tol) & (even <= hi + tol)]
+    return ticks
+
+
+def _log_axis(axis: Any, lo: float, hi: float) -> None:
+    """Ticks of a log10 axis at round values of the metric, labelled in the metric's units."""
+    axis.set_major_locator(FixedLocator(list(_log_ticks(lo, hi))))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _value_text(v, True)))
+    axis.set_minor_locator(NullLocator())
 
 
 def _check_kind(kind: str, ndim: int) -> None:
@@ -513,8 +567,9 @@ def _draw_2d(
     label: str,
     *,
     mark_origin: bool = True,
+    log: bool = False,
 ) -> Any:
-    """Draw one panel and return its colour mapping artist."""
+    """Draw one panel and return its colour mapping artist (log: z is log10 of the metric)."""
     x = np.asarray(surf.x, dtype=np.float64)
     y = np.asarray(surf.y, dtype=np.float64)
     if len(x) < 2 or len(y) < 2:
@@ -530,7 +585,8 @@ def _draw_2d(
             ax.text(
                 0.5,
                 0.04,
-                f"no level crossed: {label} {z.min():.3g} to {z.max():.3g}",
+                f"no level crossed: {label.removesuffix(_LOG_SUFFIX)} "
+                f"{_value_text(z.min(), log)} to {_value_text(z.max(), log)}",
                 transform=ax.transAxes,
                 ha="center",
                 fontsize=8,
@@ -591,6 +647,8 @@ def _draw_2d(
         # Fewer ticks: the default crowds the foreshortened x and y axes.
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.yaxis.set_major_locator(MaxNLocator(5))
+        if log:
+            _log_axis(ax.zaxis, lo, hi)
     _mark_unfinished(ax, kind, surf)
     # A 3D axis label sits at matplotlib's default pad across the slanted tick labels.
     pad = {"labelpad": _LABELPAD_3D} if kind == "surface3d" else {}
@@ -631,7 +689,7 @@ def _mark_unfinished(ax: Any, kind: str, surf: SurfaceData) -> None:
     )
 
 
-def _label_contours(fig: Figure) -> None:
+def _label_contours(fig: Figure, log: bool = False) -> None:
     """Number about ten round levels of each contour panel, each label where it reads whole.
 
     matplotlib's own placement counts a label's width in path vertices, so on a coarse grid it
@@ -639,6 +697,7 @@ def _label_contours(fig: Figure) -> None:
     crowd (a basin's corners) it stacks them on one another.  Here each line gets its label at
     its straightest stretch that lies inside the axes and clear of the labels placed before,
     or none; this needs the laid-out figure, since labels keep their size as the axes shrink.
+    With log, levels are log10 of the metric and labels read in its units.
     """
     panels = [
         (ax, cs)
@@ -652,7 +711,9 @@ def _label_contours(fig: Figure) -> None:
     px = fig.dpi / 72.0  # display pixels per point
     for ax, cs in panels:
         levels = np.asarray(cs.levels)
-        # Not the end levels: with default levels they are the data's own (unround) extremes.
+        texts = _level_texts(levels, log)
+        # Not the end levels: with default levels they are the data's own (unround) extremes
+        # (so _level_texts keeps only the inner ones apart).
         inner = levels[1:-1] if len(levels) > 2 else levels
         chosen = inner[:: -(-len(inner) // 10)]  # every ceil(n / 10)th
         box = ax.get_window_extent()
@@ -663,7 +724,7 @@ def _label_contours(fig: Figure) -> None:
         for level, segs in zip(levels, cs.allsegs, strict=True):
             if level not in chosen:
                 continue
-            width = TextPath((0, 0), _LABEL_FMT % level, size=_LABEL_SIZE).get_extents().width
+            width = TextPath((0, 0), texts[level], size=_LABEL_SIZE).get_extents().width
             width = width * px + 2 * _LABEL_SPACING * px
             for seg in segs:
                 spot = _label_spot(ax.transData.transform(seg), width, box, placed, keep_off)
@@ -679,7 +740,7 @@ def _label_contours(fig: Figure) -> None:
                 levels,
                 inline=True,
                 inline_spacing=_LABEL_SPACING,
-                fmt=_LABEL_FMT,
+                fmt=texts,
                 fontsize=_LABEL_SIZE,
                 manual=[tuple(p) for p in data_xy],
             )
@@ -762,7 +823,9 @@ def _set_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
         ax.set_aspect("equal", adjustable="box")
 
 
-def _colorbar(fig: Figure, mappable: Any, axes: list[Any], label: str, kind: str, ext: str) -> None:
+def _colorbar(
+    fig: Figure, mappable: Any, axes: list[Any], label: str, kind: str, ext: str, log: bool = False
+) -> None:
     kw: dict[str, Any] = {"ax": axes, "label": label}
     if kind == "surface3d":
         kw["shrink"] = 0.7  # 3D axes leave empty space above and below
@@ -773,6 +836,10 @@ def _colorbar(fig: Figure, mappable: Any, axes: list[Any], label: str, kind: str
     # only those inside the bar: a filled contour's bar maps a tick beyond its outer levels onto
     # the bar's end, so 0.1..9.6 would read "0.0" and "10.5" there.
     lo, hi = bar.ax.get_ylim()  # the bar's own range, vertical as it stands beside the axes
+    if log:
+        bar.set_ticks(list(_log_ticks(lo, hi)))
+        _log_axis(bar.ax.yaxis, lo, hi)
+        return
     ticks = np.asarray(MaxNLocator(8).tick_values(lo, hi))
     tol = 1e-9 * (hi - lo)
     bar.set_ticks(list(ticks[(ticks >= lo - tol) & (ticks <= hi + tol)]))
