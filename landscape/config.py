@@ -474,6 +474,18 @@ class Config:
 
     def validate(self, key: str) -> None:
         _choice(self.device, ("auto", "cpu", "cuda"), f"{key}device".lstrip("."))
+        # An empty name would write into the output folder itself (out/checkpoints/...), where
+        # every other nameless config would resume its files.
+        if not self.name.strip():
+            raise ConfigError("must not be empty: it names the run's folder OUT/NAME", key="name")
+        # An empty checkpoint reads as "none" to the surface but as "given" to `train`, which
+        # would then train nothing.
+        if self.checkpoint is not None and not self.checkpoint.strip():
+            raise ConfigError(
+                "must be a checkpoint file or run:NAME, got ''; leave it out to use the run's "
+                "own final.pt",
+                key="checkpoint",
+            )
         self.data.validate("data")
         self.train.validate("train")
         self.surface.validate("surface")
@@ -558,12 +570,39 @@ def load_config(
 _INTERNAL = ("run", "source", "active_profile")
 
 
-def _refuse_internal(key: str, file: str | None, also_run: bool) -> None:
-    top = key.split(".", 1)[0]
+def _refuse_internal(key: str, file: str | None, also_run: bool, top: str | None = None) -> None:
+    """Refuse `key` (named so in the error) when its first part, or `top`, is internal."""
+    top = top if top is not None else key.split(".", 1)[0]
     if top in _INTERNAL[0 if also_run else 1 :]:
         public = [f.name for f in dataclasses.fields(Config) if f.name not in _INTERNAL]
         hint = did_you_mean(top, public, quote=True)
         raise ConfigError(f"unknown key{hint}", file=file, key=key)
+
+
+def _profile(profiles: Any, name: str, file: str | None) -> dict[str, Any]:
+    """The named profile, its keys and types checked where they are written
+    (profiles.NAME.train.epochs), not where they land once merged (train.epochs)."""
+    if not isinstance(profiles, dict):
+        raise ConfigError(
+            f"expected a mapping of profile names, got {profiles!r}", file=file, key="profiles"
+        )
+    if name not in profiles:
+        hint = did_you_mean(name, map(str, profiles))
+        have = ", ".join(map(str, profiles)) or "none"
+        raise ConfigError(
+            f"no profile {name!r}{hint}; this file has: {have}", file=file, key="profiles"
+        )
+    chosen = profiles[name]
+    where = f"profiles.{name}"
+    try:
+        if not isinstance(chosen, dict):
+            raise ConfigError(f"expected a mapping of settings, got {chosen!r}", key=where)
+        for key in chosen:
+            _refuse_internal(f"{where}.{key}", None, also_run=False, top=str(key))
+        _build(Config, chosen, where)
+    except ConfigError as e:
+        raise _relocate(e, file) from None
+    return chosen
 
 
 def config_from_dict(
@@ -578,15 +617,9 @@ def config_from_dict(
         _refuse_internal(str(key), file, also_run=False)
     raw.setdefault("name", Path(file).stem if file else "experiment")
     if profile is not None:
-        profiles = raw.get("profiles") or {}
-        if profile not in profiles:
-            hint = did_you_mean(profile, profiles)
-            have = ", ".join(profiles) or "none"
-            raise ConfigError(
-                f"no profile {profile!r}{hint}; this file has: {have}", file=file, key="profiles"
-            )
-        raw = shrink(raw, profiles[profile])
-        raw["active_profile"] = {k: v for k, v in profiles[profile].items() if k != "runs"}
+        chosen = _profile(raw.get("profiles") or {}, profile, file)
+        raw = shrink(raw, chosen)
+        raw["active_profile"] = {k: v for k, v in chosen.items() if k != "runs"}
     # Overrides from the command line win over everything, each run's own settings included.
     over: dict[str, Any] = {}
     for item in overrides:
@@ -603,6 +636,11 @@ def config_from_dict(
         for i, run in enumerate(cfg.runs):
             if not isinstance(run, dict) or "name" not in run:
                 raise ConfigError("each run needs a 'name'", key=f"runs[{i}]")
+            if run["name"] is None or not str(run["name"]).strip():
+                raise ConfigError(
+                    f"must name the run's folder OUT/NAME/RUN, got {run['name']!r}",
+                    key=f"runs[{i}].name",
+                )
             if str(run["name"]) in seen:
                 raise ConfigError(
                     f"run name {run['name']!r} is used twice; each run needs its own folder",
@@ -615,6 +653,7 @@ def config_from_dict(
                 if cfg.runs:
                     run.validate("")
                 _check_plot_kinds(run)
+                _check_run_references(run, runs if cfg.runs else [])
             except ConfigError as e:
                 raise _relocate(e, None, run=i if cfg.runs else None) from None
         _check_compare(cfg.compare, runs)
@@ -651,6 +690,35 @@ def _check_plot_kinds(run: Config) -> None:
         why = "surface.y is null" if _ndim(run) == 1 else "surface.y is set"
         _check_kinds_fit(run.plot.kinds, _ndim(run), why, "plot.kinds")
     _check_metric(run.plot.metric, _metrics(run), "plot.metric")
+
+
+def _check_run_references(run: Config, runs: list[Config]) -> None:
+    """Each `run:NAME` of a run's checkpoint or line/plane ends names a run of the config that
+    trains, so that its final.pt will exist; else `train` would skip the run and the surface
+    fail only later, on a missing file."""
+    trains = [str(r.run) for r in runs if r.checkpoint is None]
+    refs = [("checkpoint", run.checkpoint or "")]
+    refs += [("surface.directions.checkpoints", c) for c in run.surface.directions.checkpoints]
+    for key, ref in refs:
+        if not ref.startswith("run:"):
+            continue
+        name = ref[4:]
+        if not runs:
+            raise ConfigError(
+                f"{ref!r} names a run of this config's runs:, and it lists none; give a "
+                "checkpoint file instead",
+                key=key,
+            )
+        if name not in trains:
+            why = (
+                f"run {name!r} trains nothing (it has a checkpoint of its own)"
+                if any(r.run == name for r in runs)
+                else f"no run {name!r}{did_you_mean(name, trains)}"
+            )
+            raise ConfigError(
+                f"{ref!r}: {why}; runs that train are: {', '.join(trains) or 'none'}",
+                key=key,
+            )
 
 
 def _check_compare(c: CompareConfig, runs: list[Config]) -> None:
@@ -772,6 +840,10 @@ def apply_override(raw: dict[str, Any], item: str, file: str | None = None) -> d
         raise ConfigError(f"--set expects key.path=value, got {item!r}", file=file)
     key, _, text = item.partition("=")
     key = key.strip()
+    if not all(p.strip() for p in key.split(".")):
+        raise ConfigError(
+            f"--set expects key.path=value with a name between the dots, got {item!r}", file=file
+        )
     _refuse_internal(key, file, also_run=True)
     try:
         value = yaml.safe_load(text)
