@@ -375,6 +375,16 @@ def test_surface_before_training(write_yaml: Callable[..., Path], tmp_path: Path
     _assert_clean_error(result, "final.pt", "not found", "train")
 
 
+def test_hessian_before_training(write_yaml: Callable[..., Path], tmp_path: Path) -> None:
+    result = _invoke("hessian", write_yaml(TINY), "--out", tmp_path, "-q")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.stderr.splitlines() == [
+        "[tiny] Hessian",
+        f"Error: checkpoint {tmp_path}/tiny/checkpoints/final.pt not found: train first or fix "
+        "the path",
+    ]
+
+
 def test_out_is_taken_literally(
     write_yaml: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
