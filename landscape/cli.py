@@ -86,8 +86,7 @@ def _run_cleanly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             sys.exit(1)
         raise click.ClickException(str(e)) from None
     except OSError as e:  # a folder that cannot be made, a file that cannot be written
-        where = f"{e.filename}: " if e.filename else ""
-        raise click.ClickException(f"{where}{e.strerror or e}") from None
+        raise click.ClickException(_os_error_message(e)) from None
     except KeyboardInterrupt as e:
         if _rank() == 0:
             what = "terminated" if isinstance(e, Terminated) else "interrupted"
@@ -96,6 +95,22 @@ def _run_cleanly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                 err=True,
             )
         sys.exit(143 if isinstance(e, Terminated) else 130)
+
+
+def _os_error_message(e: OSError) -> str:
+    """'PATH: reason', and where a file stands in the way of a folder (--out results.csv/figs),
+    which file: the system says only 'File exists' or 'Not a directory'."""
+    if e.filename and isinstance(e, (FileExistsError, NotADirectoryError)):
+        path = Path(os.fsdecode(e.filename))
+        blocker = next((p for p in (path, *path.parents) if p.is_file()), None)
+        if blocker == path:
+            return f"{path} is a file, not a folder: move it or write elsewhere"
+        if blocker is not None:
+            return (
+                f"cannot make {path}: {blocker} is a file, not a folder: move it or write elsewhere"
+            )
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"
 
 
 @dataclasses.dataclass

@@ -529,6 +529,26 @@ def test_titles_with_commas_and_outputs_that_would_destroy_an_input(
     assert a.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compare", "--out", "c.png"],
+        ["export", "--format", "csv", "--out", "x.csv"],
+        ["report", "--out", "r.html"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_file_in_the_way_of_a_folder_is_named(
+    two_surfaces: tuple[Path, Path], tmp_path: Path, command: list[str]
+) -> None:
+    # The system says only "File exists" (or "Not a directory"), naming what cannot be made.
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    result = _invoke(command[0], two_surfaces[0], *command[1:-1], blocker / "sub" / command[-1])
+    _assert_clean_error(result, f"{blocker} is a file, not a folder", "write elsewhere")
+    assert blocker.read_text() == "not a folder"
+
+
 def test_an_unwritable_output_is_one_line(two_surfaces: tuple[Path, Path], tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
