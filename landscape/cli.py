@@ -452,6 +452,21 @@ def plot(files: tuple[str, ...], kinds: list[str], out_dir: str | None, **style:
     for f, stem in zip(files, _figure_stems(files, out_dir), strict=True):
         for p in plot_file(f, kinds=kinds or None, out_dir=out_dir, stem=stem, **style):
             click.echo(str(p))
+    _note_unfinished(files)
+
+
+def _note_unfinished(files: tuple[str, ...]) -> None:
+    """Say which files are not finished: their figures show only the points computed so far,
+    which nothing in a figure tells from the grid's ends."""
+    from .storage import read_surface
+
+    for f in files:
+        done = read_surface(f).done
+        if not done.all():
+            _echo(
+                f"note: {f}: {int(done.sum())} of {done.size} points are computed so far (still "
+                "running, or interrupted: run its command again to finish); the figure shows those"
+            )
 
 
 def _figure_stems(files: tuple[str, ...], out_dir: str | None) -> list[str]:
@@ -495,6 +510,7 @@ def compare(
 
     for p in compare_figures(list(files), titles, kinds or None, out_path=out_path, **style):
         click.echo(str(p))
+    _note_unfinished(files)
 
 
 @main.command()

@@ -490,6 +490,28 @@ def test_figure_commands_fail_cleanly(
     _assert_clean_error(_invoke(*(arg.format(**where) for arg in args)), *words)
 
 
+def test_plot_of_an_unfinished_file_says_so(
+    two_surfaces: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from landscape.storage import SurfaceWriter, create_surface_file
+
+    # A surface still being computed: 3 of its 4 x 3 points are in the file.
+    x, y = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
+    path = tmp_path / "running.h5"
+    create_surface_file(path, x, y, ["train_loss"], [[{"w": np.zeros(2)}] * 2], {})
+    with SurfaceWriter(path) as w:
+        w.write({"train_loss": np.array([1.0, 0.5, 1.0])}, (np.array([1, 1, 1]), np.arange(3)))
+    finished = two_surfaces[0]
+    for command in (["plot", path], ["compare", finished, path, "--out", tmp_path / "c.png"]):
+        result = _invoke(*command, "--kinds", "heatmap")
+        _written(result)
+        assert result.stderr.splitlines() == [
+            f"note: {path}: 3 of 12 points are computed so far (still running, or interrupted: "
+            "run its command again to finish); the figure shows those"
+        ]
+    assert _invoke("plot", finished, "--kinds", "heatmap").stderr == ""
+
+
 def test_plot_keeps_the_figures_of_files_with_one_name(tmp_path: Path) -> None:
     x = np.linspace(-1, 1, 5)
     files = []
