@@ -516,8 +516,18 @@ def compare(
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["vtp", "csv", "npz"]), required=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None)
-@click.option("--metric", default=None)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Output file (default: FILE with the format's suffix, beside it).",
+)
+@click.option(
+    "--metric",
+    default=None,
+    help="One metric, e.g. test_loss [vtp: train_loss, else test_loss; csv, npz: all].",
+)
 @click.option(
     "--log",
     "log_scale",
@@ -548,6 +558,11 @@ def export(
     """
     from .export import export_surface
 
+    suffix = Path(out_path).suffix.lower().lstrip(".") if out_path else ""
+    if suffix in ("vtp", "csv", "npz") and suffix != fmt:
+        raise click.UsageError(
+            f"--out {out_path} ends in .{suffix} but --format is {fmt}: make them agree"
+        )
     written = export_surface(
         file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax, repeat=repeat, note=_echo
     )

@@ -473,6 +473,22 @@ def test_export_stats_and_report_commands(two_surfaces: tuple[Path, Path], tmp_p
     assert "rippled" in html.read_text()
 
 
+def test_export_refuses_a_suffix_of_another_format(
+    two_surfaces: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # NPZ bytes in a file named .csv would be read as text by whatever opens it next.
+    out = tmp_path / "a.csv"
+    result = _invoke("export", two_surfaces[0], "--format", "npz", "--out", out)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"--out {out} ends in .csv but --format is npz: make them agree" in result.stderr
+    assert not out.exists()
+    # A suffix that is no export format is the user's choice.
+    (data,) = _written(
+        _invoke("export", two_surfaces[0], "--format", "npz", "--out", out.with_suffix(".data"))
+    )
+    assert data.suffix == ".data"
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
