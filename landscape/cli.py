@@ -171,7 +171,12 @@ def _config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         selected = select_runs(cfg, runs)
         for run in selected:
             _check_device(run.device)
-        return fn(_Job(cfg, runs, selected, quiet), **options)
+        try:
+            return fn(_Job(cfg, runs, selected, quiet), **options)
+        except ConfigError as e:
+            if e.file is None and cfg.source is not None:
+                raise e.in_file(cfg.source) from None
+            raise
 
     command = _fail_cleanly(load_then_run)
     shared = [

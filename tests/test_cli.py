@@ -370,6 +370,23 @@ def test_unknown_profile(write_yaml: Callable[..., Path]) -> None:
     _assert_clean_error(result, "no profile 'quik'", "did you mean quick")
 
 
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ("data.name=cifar", ["data.name: unknown data set 'cifar'", "did you mean cifar10"]),
+        ("data.subset=100000", ["data.subset: 100000 is more than the"]),
+    ],
+)
+def test_a_data_error_found_while_loading_names_the_config(
+    write_yaml: Callable[..., Path], tmp_path: Path, item: str, words: list[str]
+) -> None:
+    # The data module checks these when it loads, where the config's file is not known.
+    config = write_yaml(TINY)
+    result = _invoke("train", config, "--set", item, "--out", tmp_path, "-q")
+    line = _assert_clean_error(result, *words)
+    assert line.startswith(f"Error: {config}: data.")
+
+
 def test_surface_before_training(write_yaml: Callable[..., Path], tmp_path: Path) -> None:
     result = _invoke("surface", write_yaml(TINY), "--out", tmp_path, "-q")
     _assert_clean_error(result, "final.pt", "not found", "train")
