@@ -429,8 +429,9 @@ class HessianConfig:
         if self.grid != "surface" and (
             isinstance(self.grid, bool) or not isinstance(self.grid, int)
         ):
+            hint = did_you_mean(self.grid, ["surface"]) if isinstance(self.grid, str) else ""
             raise ConfigError(
-                f"must be a number of points per axis or surface, got {self.grid!r}",
+                f"must be a number of points per axis or surface, got {self.grid!r}{hint}",
                 key=f"{key}.grid",
             )
         for name, least in (("grid", 1), ("iters", 1), ("samples", 1), ("probes", 2)):

@@ -167,6 +167,11 @@ BAD = {
         "hessian.grid",
         ["at most 100001 points per axis"],
     ),
+    "hessian_grid_typo": (
+        "hessian: {grid: surfce}\n",
+        "hessian.grid",
+        ["got 'surfce'", "did you mean surface"],
+    ),
     "run_nan_lr": ("runs: [{name: a, train: {lr: .nan}}]\n", "runs[0].train.lr", ["finite"]),
     # plot: checked before anything is computed, not after (where a bad value meant "no figures").
     "plot_kind_typo": (
