@@ -29,6 +29,8 @@ KINDS_1D = ("line",)
 MAX_AXIS_POINTS = 100_001
 # torch.Generator takes seeds below 2**64; data.seed + 1 seeds the bn subset, so one short of 2**63.
 MAX_SEED = 2**63 - 2
+# Training reseeds each epoch from train.seed * 100_003 + epoch (train.py), which must stay a seed.
+MAX_TRAIN_SEED = 2**32 - 1
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> None:
@@ -43,10 +45,10 @@ def _finite(value: float, key: str) -> None:
         raise ConfigError(f"must be a finite number, got {value}", key=key)
 
 
-def check_seed(seed: Any, key: str) -> None:
-    """A seed that torch.Generator takes: a whole number from 0 to MAX_SEED."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"expected a whole number from 0 to {MAX_SEED}, got {seed!r}", key=key)
+def check_seed(seed: Any, key: str, most: int = MAX_SEED) -> None:
+    """A seed that torch.Generator takes: a whole number from 0 to `most`."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= most:
+        raise ConfigError(f"expected a whole number from 0 to {most}, got {seed!r}", key=key)
 
 
 def _at_most_axis_points(num: int | float, key: str) -> None:
@@ -200,6 +202,7 @@ class TrainConfig:
             )
         if self.workers < 0:
             raise ConfigError(f"must be >= 0, got {self.workers}", key=f"{key}.workers")
+        check_seed(self.seed, f"{key}.seed", most=MAX_TRAIN_SEED)
 
 
 DIR_TYPES = ("auto", "weights", "states")
@@ -238,6 +241,8 @@ class DirectionConfig:
         _choice(self.norm, NORMS, f"{key}.norm")
         _choice(self.ignore, ("biasbn", "none"), f"{key}.ignore")
         _choice(self.dir_type, DIR_TYPES, f"{key}.dir_type")
+        # Draw k of surface.repeats takes seed + k: still far below torch's 2**64.
+        check_seed(self.seed, f"{key}.seed")
         need = {"random": 0, "line": 2, "plane": 3}[self.kind]
         if len(self.checkpoints) != need:
             raise ConfigError(
@@ -442,6 +447,8 @@ class HessianConfig:
             raise ConfigError(f"must be in [0, 1), got {self.tol}", key=f"{key}.tol")
         if self.grid != "surface":
             _at_most_axis_points(self.grid, f"{key}.grid")
+        if self.seed is not None:
+            check_seed(self.seed, f"{key}.seed")
 
 
 STAGES = ("surface", "trajectory", "hessian")

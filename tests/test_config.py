@@ -167,6 +167,19 @@ BAD = {
         "hessian.grid",
         ["at most 100001 points per axis"],
     ),
+    # seeds: torch overflowed with a traceback on a seed beyond 2**64
+    "train_seed_too_big": (
+        "train: {seed: 1180591620717411303424}\n",
+        "train.seed",
+        ["whole number from 0 to 4294967295"],
+    ),
+    "train_seed_negative": ("train: {seed: -1}\n", "train.seed", ["got -1"]),
+    "direction_seed_too_big": (
+        "surface: {directions: {seed: 1180591620717411303424}}\n",
+        "surface.directions.seed",
+        ["whole number from 0 to"],
+    ),
+    "hessian_seed_negative": ("hessian: {seed: -5}\n", "hessian.seed", ["got -5"]),
     "hessian_grid_typo": (
         "hessian: {grid: surfce}\n",
         "hessian.grid",
