@@ -69,9 +69,7 @@ def _os_error(e: BaseException | None) -> OSError | None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read with weights_only=True; a bare state_dict is wrapped: {'state_dict': ...}."""
-    path = Path(path)
-    if not path.exists():
-        raise LandscapeError(f"checkpoint {path} not found: train first or fix the path")
+    path = _existing_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -83,7 +81,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - any other failure is a bad file for the user
         detail = (str(e).strip().splitlines() or ["file is empty or truncated"])[0]
         raise LandscapeError(
-            f"checkpoint {path} cannot be read ({type(e).__name__}: {detail})"
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {detail}): it is not a "
+            "PyTorch checkpoint, or damaged or cut short; fix the path, copy it again, or delete "
+            "it and train again"
         ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return obj
@@ -100,6 +100,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         else type(obj).__name__
     )
     raise LandscapeError(f"checkpoint {path} holds no state_dict (got {what})")
+
+
+def _existing_file(path: str | Path) -> Path:
+    """`path`, refused in one line when it is missing or a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise LandscapeError(f"checkpoint {path} not found: train first or fix the path")
+    if path.is_dir():
+        raise LandscapeError(f"checkpoint {path} is a folder: give the checkpoint file in it")
+    return path
 
 
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -167,8 +177,9 @@ def model_from_loaded(
 
 
 def file_sha256(path: str | Path) -> str:
+    """The sha256 of a checkpoint file (missing: the same one-line error as load_checkpoint)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(_existing_file(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -86,8 +86,7 @@ def _run_cleanly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             sys.exit(1)
         raise click.ClickException(str(e)) from None
     except OSError as e:  # a folder that cannot be made, a file that cannot be written
-        where = f"{e.filename}: " if e.filename else ""
-        raise click.ClickException(f"{where}{e.strerror or e}") from None
+        raise click.ClickException(_os_error_message(e)) from None
     except KeyboardInterrupt as e:
         if _rank() == 0:
             what = "terminated" if isinstance(e, Terminated) else "interrupted"
@@ -96,6 +95,22 @@ def _run_cleanly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                 err=True,
             )
         sys.exit(143 if isinstance(e, Terminated) else 130)
+
+
+def _os_error_message(e: OSError) -> str:
+    """'PATH: reason', and where a file stands in the way of a folder (--out results.csv/figs),
+    which file: the system says only 'File exists' or 'Not a directory'."""
+    if e.filename and isinstance(e, (FileExistsError, NotADirectoryError)):
+        path = Path(os.fsdecode(e.filename))
+        blocker = next((p for p in (path, *path.parents) if p.is_file()), None)
+        if blocker == path:
+            return f"{path} is a file, not a folder: move it or write elsewhere"
+        if blocker is not None:
+            return (
+                f"cannot make {path}: {blocker} is a file, not a folder: move it or write elsewhere"
+            )
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"
 
 
 @dataclasses.dataclass
@@ -156,7 +171,12 @@ def _config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         selected = select_runs(cfg, runs)
         for run in selected:
             _check_device(run.device)
-        return fn(_Job(cfg, runs, selected, quiet), **options)
+        try:
+            return fn(_Job(cfg, runs, selected, quiet), **options)
+        except ConfigError as e:
+            if e.file is None and cfg.source is not None:
+                raise e.in_file(cfg.source) from None
+            raise
 
     command = _fail_cleanly(load_then_run)
     shared = [
@@ -437,6 +457,21 @@ def plot(files: tuple[str, ...], kinds: list[str], out_dir: str | None, **style:
     for f, stem in zip(files, _figure_stems(files, out_dir), strict=True):
         for p in plot_file(f, kinds=kinds or None, out_dir=out_dir, stem=stem, **style):
             click.echo(str(p))
+    _note_unfinished(files)
+
+
+def _note_unfinished(files: tuple[str, ...]) -> None:
+    """Say which files are not finished: their figures show only the points computed so far,
+    which nothing in a figure tells from the grid's ends."""
+    from .storage import read_surface
+
+    for f in files:
+        done = read_surface(f).done
+        if not done.all():
+            _echo(
+                f"note: {f}: {int(done.sum())} of {done.size} points are computed so far (still "
+                "running, or interrupted: run its command again to finish); the figure shows those"
+            )
 
 
 def _figure_stems(files: tuple[str, ...], out_dir: str | None) -> list[str]:
@@ -480,13 +515,24 @@ def compare(
 
     for p in compare_figures(list(files), titles, kinds or None, out_path=out_path, **style):
         click.echo(str(p))
+    _note_unfinished(files)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["vtp", "csv", "npz"]), required=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None)
-@click.option("--metric", default=None)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Output file (default: FILE with the format's suffix, beside it).",
+)
+@click.option(
+    "--metric",
+    default=None,
+    help="One metric, e.g. test_loss [vtp: train_loss, else test_loss; csv, npz: all].",
+)
 @click.option(
     "--log",
     "log_scale",
@@ -517,6 +563,11 @@ def export(
     """
     from .export import export_surface
 
+    suffix = Path(out_path).suffix.lower().lstrip(".") if out_path else ""
+    if suffix in ("vtp", "csv", "npz") and suffix != fmt:
+        raise click.UsageError(
+            f"--out {out_path} ends in .{suffix} but --format is {fmt}: make them agree"
+        )
     written = export_surface(
         file, fmt, out_path, metric=metric, log=log_scale, zmax=zmax, repeat=repeat, note=_echo
     )

@@ -29,6 +29,8 @@ KINDS_1D = ("line",)
 MAX_AXIS_POINTS = 100_001
 # torch.Generator takes seeds below 2**64; data.seed + 1 seeds the bn subset, so one short of 2**63.
 MAX_SEED = 2**63 - 2
+# Training reseeds each epoch from train.seed * 100_003 + epoch (train.py), which must stay a seed.
+MAX_TRAIN_SEED = 2**32 - 1
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> None:
@@ -43,10 +45,10 @@ def _finite(value: float, key: str) -> None:
         raise ConfigError(f"must be a finite number, got {value}", key=key)
 
 
-def check_seed(seed: Any, key: str) -> None:
-    """A seed that torch.Generator takes: a whole number from 0 to MAX_SEED."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"expected a whole number from 0 to {MAX_SEED}, got {seed!r}", key=key)
+def check_seed(seed: Any, key: str, most: int = MAX_SEED) -> None:
+    """A seed that torch.Generator takes: a whole number from 0 to `most`."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= most:
+        raise ConfigError(f"expected a whole number from 0 to {most}, got {seed!r}", key=key)
 
 
 def _at_most_axis_points(num: int | float, key: str) -> None:
@@ -200,6 +202,7 @@ class TrainConfig:
             )
         if self.workers < 0:
             raise ConfigError(f"must be >= 0, got {self.workers}", key=f"{key}.workers")
+        check_seed(self.seed, f"{key}.seed", most=MAX_TRAIN_SEED)
 
 
 DIR_TYPES = ("auto", "weights", "states")
@@ -238,6 +241,8 @@ class DirectionConfig:
         _choice(self.norm, NORMS, f"{key}.norm")
         _choice(self.ignore, ("biasbn", "none"), f"{key}.ignore")
         _choice(self.dir_type, DIR_TYPES, f"{key}.dir_type")
+        # Draw k of surface.repeats takes seed + k: still far below torch's 2**64.
+        check_seed(self.seed, f"{key}.seed")
         need = {"random": 0, "line": 2, "plane": 3}[self.kind]
         if len(self.checkpoints) != need:
             raise ConfigError(
@@ -429,8 +434,9 @@ class HessianConfig:
         if self.grid != "surface" and (
             isinstance(self.grid, bool) or not isinstance(self.grid, int)
         ):
+            hint = did_you_mean(self.grid, ["surface"]) if isinstance(self.grid, str) else ""
             raise ConfigError(
-                f"must be a number of points per axis or surface, got {self.grid!r}",
+                f"must be a number of points per axis or surface, got {self.grid!r}{hint}",
                 key=f"{key}.grid",
             )
         for name, least in (("grid", 1), ("iters", 1), ("samples", 1), ("probes", 2)):
@@ -441,6 +447,8 @@ class HessianConfig:
             raise ConfigError(f"must be in [0, 1), got {self.tol}", key=f"{key}.tol")
         if self.grid != "surface":
             _at_most_axis_points(self.grid, f"{key}.grid")
+        if self.seed is not None:
+            check_seed(self.seed, f"{key}.seed")
 
 
 STAGES = ("surface", "trajectory", "hessian")
@@ -474,6 +482,18 @@ class Config:
 
     def validate(self, key: str) -> None:
         _choice(self.device, ("auto", "cpu", "cuda"), f"{key}device".lstrip("."))
+        # An empty name would write into the output folder itself (out/checkpoints/...), where
+        # every other nameless config would resume its files.
+        if not self.name.strip():
+            raise ConfigError("must not be empty: it names the run's folder OUT/NAME", key="name")
+        # An empty checkpoint reads as "none" to the surface but as "given" to `train`, which
+        # would then train nothing.
+        if self.checkpoint is not None and not self.checkpoint.strip():
+            raise ConfigError(
+                "must be a checkpoint file or run:NAME, got ''; leave it out to use the run's "
+                "own final.pt",
+                key="checkpoint",
+            )
         self.data.validate("data")
         self.train.validate("train")
         self.surface.validate("surface")
@@ -558,12 +578,39 @@ def load_config(
 _INTERNAL = ("run", "source", "active_profile")
 
 
-def _refuse_internal(key: str, file: str | None, also_run: bool) -> None:
-    top = key.split(".", 1)[0]
+def _refuse_internal(key: str, file: str | None, also_run: bool, top: str | None = None) -> None:
+    """Refuse `key` (named so in the error) when its first part, or `top`, is internal."""
+    top = top if top is not None else key.split(".", 1)[0]
     if top in _INTERNAL[0 if also_run else 1 :]:
         public = [f.name for f in dataclasses.fields(Config) if f.name not in _INTERNAL]
         hint = did_you_mean(top, public, quote=True)
         raise ConfigError(f"unknown key{hint}", file=file, key=key)
+
+
+def _profile(profiles: Any, name: str, file: str | None) -> dict[str, Any]:
+    """The named profile, its keys and types checked where they are written
+    (profiles.NAME.train.epochs), not where they land once merged (train.epochs)."""
+    if not isinstance(profiles, dict):
+        raise ConfigError(
+            f"expected a mapping of profile names, got {profiles!r}", file=file, key="profiles"
+        )
+    if name not in profiles:
+        hint = did_you_mean(name, map(str, profiles))
+        have = ", ".join(map(str, profiles)) or "none"
+        raise ConfigError(
+            f"no profile {name!r}{hint}; this file has: {have}", file=file, key="profiles"
+        )
+    chosen = profiles[name]
+    where = f"profiles.{name}"
+    try:
+        if not isinstance(chosen, dict):
+            raise ConfigError(f"expected a mapping of settings, got {chosen!r}", key=where)
+        for key in chosen:
+            _refuse_internal(f"{where}.{key}", None, also_run=False, top=str(key))
+        _build(Config, chosen, where)
+    except ConfigError as e:
+        raise _relocate(e, file) from None
+    return chosen
 
 
 def config_from_dict(
@@ -578,15 +625,9 @@ def config_from_dict(
         _refuse_internal(str(key), file, also_run=False)
     raw.setdefault("name", Path(file).stem if file else "experiment")
     if profile is not None:
-        profiles = raw.get("profiles") or {}
-        if profile not in profiles:
-            hint = did_you_mean(profile, profiles)
-            have = ", ".join(profiles) or "none"
-            raise ConfigError(
-                f"no profile {profile!r}{hint}; this file has: {have}", file=file, key="profiles"
-            )
-        raw = shrink(raw, profiles[profile])
-        raw["active_profile"] = {k: v for k, v in profiles[profile].items() if k != "runs"}
+        chosen = _profile(raw.get("profiles") or {}, profile, file)
+        raw = shrink(raw, chosen)
+        raw["active_profile"] = {k: v for k, v in chosen.items() if k != "runs"}
     # Overrides from the command line win over everything, each run's own settings included.
     over: dict[str, Any] = {}
     for item in overrides:
@@ -603,6 +644,11 @@ def config_from_dict(
         for i, run in enumerate(cfg.runs):
             if not isinstance(run, dict) or "name" not in run:
                 raise ConfigError("each run needs a 'name'", key=f"runs[{i}]")
+            if run["name"] is None or not str(run["name"]).strip():
+                raise ConfigError(
+                    f"must name the run's folder OUT/NAME/RUN, got {run['name']!r}",
+                    key=f"runs[{i}].name",
+                )
             if str(run["name"]) in seen:
                 raise ConfigError(
                     f"run name {run['name']!r} is used twice; each run needs its own folder",
@@ -615,6 +661,7 @@ def config_from_dict(
                 if cfg.runs:
                     run.validate("")
                 _check_plot_kinds(run)
+                _check_run_references(run, runs if cfg.runs else [])
             except ConfigError as e:
                 raise _relocate(e, None, run=i if cfg.runs else None) from None
         _check_compare(cfg.compare, runs)
@@ -651,6 +698,35 @@ def _check_plot_kinds(run: Config) -> None:
         why = "surface.y is null" if _ndim(run) == 1 else "surface.y is set"
         _check_kinds_fit(run.plot.kinds, _ndim(run), why, "plot.kinds")
     _check_metric(run.plot.metric, _metrics(run), "plot.metric")
+
+
+def _check_run_references(run: Config, runs: list[Config]) -> None:
+    """Each `run:NAME` of a run's checkpoint or line/plane ends names a run of the config that
+    trains, so that its final.pt will exist; else `train` would skip the run and the surface
+    fail only later, on a missing file."""
+    trains = [str(r.run) for r in runs if r.checkpoint is None]
+    refs = [("checkpoint", run.checkpoint or "")]
+    refs += [("surface.directions.checkpoints", c) for c in run.surface.directions.checkpoints]
+    for key, ref in refs:
+        if not ref.startswith("run:"):
+            continue
+        name = ref[4:]
+        if not runs:
+            raise ConfigError(
+                f"{ref!r} names a run of this config's runs:, and it lists none; give a "
+                "checkpoint file instead",
+                key=key,
+            )
+        if name not in trains:
+            why = (
+                f"run {name!r} trains nothing (it has a checkpoint of its own)"
+                if any(r.run == name for r in runs)
+                else f"no run {name!r}{did_you_mean(name, trains)}"
+            )
+            raise ConfigError(
+                f"{ref!r}: {why}; runs that train are: {', '.join(trains) or 'none'}",
+                key=key,
+            )
 
 
 def _check_compare(c: CompareConfig, runs: list[Config]) -> None:
@@ -772,6 +848,10 @@ def apply_override(raw: dict[str, Any], item: str, file: str | None = None) -> d
         raise ConfigError(f"--set expects key.path=value, got {item!r}", file=file)
     key, _, text = item.partition("=")
     key = key.strip()
+    if not all(p.strip() for p in key.split(".")):
+        raise ConfigError(
+            f"--set expects key.path=value with a name between the dots, got {item!r}", file=file
+        )
     _refuse_internal(key, file, also_run=True)
     try:
         value = yaml.safe_load(text)

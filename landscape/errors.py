@@ -39,8 +39,14 @@ class ConfigError(LandscapeError):
     def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
         self.file = file
         self.key = key
+        self.message = message
         where = ": ".join(p for p in (file, key) if p)
         super().__init__(f"{where}: {message}" if where else message)
+
+    def in_file(self, file: str) -> ConfigError:
+        """The same error located in `file`, for one raised where the config's file is not
+        known (the data module checking data.name while it loads)."""
+        return ConfigError(self.message, file=self.file or file, key=self.key)
 
 
 def closest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:

@@ -159,9 +159,10 @@ def test_missing_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "content, words",
     [
-        (b"this is not a checkpoint \x00\x01\x02", ["cannot be read"]),
-        (b"not a checkpoint either", ["cannot be read"]),  # torch explains this in 6 lines
-        (b"", ["cannot be read", "empty"]),
+        (b"this is not a checkpoint \x00\x01\x02", ["cannot be read", "copy it again"]),
+        # torch explains this in 6 lines
+        (b"not a checkpoint either", ["cannot be read"]),
+        (b"", ["cannot be read", "empty", "train again"]),
     ],
     ids=["garbage", "garbage_opcode", "empty"],
 )
@@ -228,6 +229,22 @@ def test_full_disk_is_an_os_error_naming_the_file(
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_folder_is_one_line(tmp_path: Path) -> None:
+    msg = _one_line_error(load_checkpoint, tmp_path)
+    assert "is a folder" in msg and str(tmp_path) in msg
+
+
+@pytest.mark.parametrize("make_folder", [False, True], ids=["missing", "folder"])
+def test_file_sha256_of_no_checkpoint_file_is_one_line(tmp_path: Path, make_folder: bool) -> None:
+    # The Hessian map hashes its checkpoint before loading it: a bare OSError said no more than
+    # "No such file or directory".
+    path = tmp_path / "final.pt"
+    if make_folder:
+        path.mkdir()
+    msg = _one_line_error(file_sha256, path)
+    assert str(path) in msg and ("train first" in msg or "is a folder" in msg)
 
 
 def test_file_sha256(tmp_path: Path) -> None:

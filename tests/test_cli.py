@@ -370,9 +370,36 @@ def test_unknown_profile(write_yaml: Callable[..., Path]) -> None:
     _assert_clean_error(result, "no profile 'quik'", "did you mean quick")
 
 
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ("data.name=cifar", ["data.name: unknown data set 'cifar'", "did you mean cifar10"]),
+        ("data.subset=100000", ["data.subset: 100000 is more than the"]),
+    ],
+)
+def test_a_data_error_found_while_loading_names_the_config(
+    write_yaml: Callable[..., Path], tmp_path: Path, item: str, words: list[str]
+) -> None:
+    # The data module checks these when it loads, where the config's file is not known.
+    config = write_yaml(TINY)
+    result = _invoke("train", config, "--set", item, "--out", tmp_path, "-q")
+    line = _assert_clean_error(result, *words)
+    assert line.startswith(f"Error: {config}: data.")
+
+
 def test_surface_before_training(write_yaml: Callable[..., Path], tmp_path: Path) -> None:
     result = _invoke("surface", write_yaml(TINY), "--out", tmp_path, "-q")
     _assert_clean_error(result, "final.pt", "not found", "train")
+
+
+def test_hessian_before_training(write_yaml: Callable[..., Path], tmp_path: Path) -> None:
+    result = _invoke("hessian", write_yaml(TINY), "--out", tmp_path, "-q")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.stderr.splitlines() == [
+        "[tiny] Hessian",
+        f"Error: checkpoint {tmp_path}/tiny/checkpoints/final.pt not found: train first or fix "
+        "the path",
+    ]
 
 
 def test_out_is_taken_literally(
@@ -463,6 +490,22 @@ def test_export_stats_and_report_commands(two_surfaces: tuple[Path, Path], tmp_p
     assert "rippled" in html.read_text()
 
 
+def test_export_refuses_a_suffix_of_another_format(
+    two_surfaces: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # NPZ bytes in a file named .csv would be read as text by whatever opens it next.
+    out = tmp_path / "a.csv"
+    result = _invoke("export", two_surfaces[0], "--format", "npz", "--out", out)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"--out {out} ends in .csv but --format is npz: make them agree" in result.stderr
+    assert not out.exists()
+    # A suffix that is no export format is the user's choice.
+    (data,) = _written(
+        _invoke("export", two_surfaces[0], "--format", "npz", "--out", out.with_suffix(".data"))
+    )
+    assert data.suffix == ".data"
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
@@ -478,6 +521,28 @@ def test_figure_commands_fail_cleanly(
 ) -> None:
     where = {"a": two_surfaces[0], "missing": tmp_path / "missing.h5"}
     _assert_clean_error(_invoke(*(arg.format(**where) for arg in args)), *words)
+
+
+def test_plot_of_an_unfinished_file_says_so(
+    two_surfaces: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from landscape.storage import SurfaceWriter, create_surface_file
+
+    # A surface still being computed: 3 of its 4 x 3 points are in the file.
+    x, y = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
+    path = tmp_path / "running.h5"
+    create_surface_file(path, x, y, ["train_loss"], [[{"w": np.zeros(2)}] * 2], {})
+    with SurfaceWriter(path) as w:
+        w.write({"train_loss": np.array([1.0, 0.5, 1.0])}, (np.array([1, 1, 1]), np.arange(3)))
+    finished = two_surfaces[0]
+    for command in (["plot", path], ["compare", finished, path, "--out", tmp_path / "c.png"]):
+        result = _invoke(*command, "--kinds", "heatmap")
+        _written(result)
+        assert result.stderr.splitlines() == [
+            f"note: {path}: 3 of 12 points are computed so far (still running, or interrupted: "
+            "run its command again to finish); the figure shows those"
+        ]
+    assert _invoke("plot", finished, "--kinds", "heatmap").stderr == ""
 
 
 def test_plot_keeps_the_figures_of_files_with_one_name(tmp_path: Path) -> None:
@@ -517,6 +582,26 @@ def test_titles_with_commas_and_outputs_that_would_destroy_an_input(
     _assert_clean_error(_invoke("export", a, "--format", "csv", "--out", a), "is an input file")
     _assert_clean_error(_invoke("report", a, b, "--out", b), "is an input file")
     assert a.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compare", "--out", "c.png"],
+        ["export", "--format", "csv", "--out", "x.csv"],
+        ["report", "--out", "r.html"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_file_in_the_way_of_a_folder_is_named(
+    two_surfaces: tuple[Path, Path], tmp_path: Path, command: list[str]
+) -> None:
+    # The system says only "File exists" (or "Not a directory"), naming what cannot be made.
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    result = _invoke(command[0], two_surfaces[0], *command[1:-1], blocker / "sub" / command[-1])
+    _assert_clean_error(result, f"{blocker} is a file, not a folder", "write elsewhere")
+    assert blocker.read_text() == "not a folder"
 
 
 def test_an_unwritable_output_is_one_line(two_surfaces: tuple[Path, Path], tmp_path: Path) -> None:

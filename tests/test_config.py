@@ -167,6 +167,24 @@ BAD = {
         "hessian.grid",
         ["at most 100001 points per axis"],
     ),
+    # seeds: torch overflowed with a traceback on a seed beyond 2**64
+    "train_seed_too_big": (
+        "train: {seed: 1180591620717411303424}\n",
+        "train.seed",
+        ["whole number from 0 to 4294967295"],
+    ),
+    "train_seed_negative": ("train: {seed: -1}\n", "train.seed", ["got -1"]),
+    "direction_seed_too_big": (
+        "surface: {directions: {seed: 1180591620717411303424}}\n",
+        "surface.directions.seed",
+        ["whole number from 0 to"],
+    ),
+    "hessian_seed_negative": ("hessian: {seed: -5}\n", "hessian.seed", ["got -5"]),
+    "hessian_grid_typo": (
+        "hessian: {grid: surfce}\n",
+        "hessian.grid",
+        ["got 'surfce'", "did you mean surface"],
+    ),
     "run_nan_lr": ("runs: [{name: a, train: {lr: .nan}}]\n", "runs[0].train.lr", ["finite"]),
     # plot: checked before anything is computed, not after (where a bad value meant "no figures").
     "plot_kind_typo": (
@@ -266,6 +284,28 @@ BAD = {
         "compare.kinds",
         ["'contour' does not draw a 1D surface"],
     ),
+    # names and checkpoints
+    "empty_name": ('name: ""\n', "name", ["must not be empty", "OUT/NAME"]),
+    "empty_checkpoint": ('checkpoint: ""\n', "checkpoint", ["got ''", "leave it out"]),
+    "run_empty_name": ('runs: [{name: ""}]\n', "runs[0].name", ["OUT/NAME/RUN", "got ''"]),
+    "run_null_name": ("runs: [{name: null}]\n", "runs[0].name", ["got None"]),
+    "run_checkpoint_of_no_run": (
+        "runs: [{name: deep}, {name: b, checkpoint: 'run:dep'}]\n",
+        "runs[1].checkpoint",
+        ["'run:dep'", "no run 'dep'", "did you mean deep", "runs that train are: deep"],
+    ),
+    "run_checkpoint_of_itself": (
+        "runs: [{name: a}, {name: b, checkpoint: 'run:b'}]\n",
+        "runs[1].checkpoint",
+        ["run 'b' trains nothing", "runs that train are: a"],
+    ),
+    "line_end_of_no_run": (
+        "runs: [{name: a}, {name: l, checkpoint: 'run:a', surface: {y: null, directions: "
+        "{kind: line, checkpoints: ['run:a', 'run:c']}}}]\n",
+        "runs[1].surface.directions.checkpoints",
+        ["no run 'c'", "runs that train are: a"],
+    ),
+    "run_checkpoint_without_runs": ("checkpoint: 'run:a'\n", "checkpoint", ["lists none"]),
 }
 
 
@@ -405,10 +445,46 @@ def test_profile_reaches_the_new_checks(write_yaml: Callable[..., Path]) -> None
     assert "finite number" in msg
 
 
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ("profiles: {quick: 3}\n", "profiles.quick", ["expected a mapping of settings", "3"]),
+        ("profiles: [quick]\n", "profiles", ["expected a mapping of profile names"]),
+        (
+            "profiles: {quick: {trian: {epochs: 1}}}\n",
+            "profiles.quick.trian",
+            ["unknown key", "did you mean 'train'"],
+        ),
+        (
+            "train: {epochs: 5}\nprofiles: {quick: {train: {epochs: one}}}\n",
+            "profiles.quick.train.epochs",
+            ["expected an integer", "'one'"],
+        ),
+        ("profiles: {quick: {source: x}}\n", "profiles.quick.source", ["unknown key"]),
+    ],
+    ids=["not_a_mapping", "profiles_a_list", "key_typo", "wrong_type", "internal_key"],
+)
+def test_bad_profile_is_one_line_naming_the_profiles_key(
+    write_yaml: Callable[..., Path], text: str, key: str, words: list[str]
+) -> None:
+    # Named where it is written: train.epochs alone would send the reader to the wrong line.
+    path = write_yaml(text)
+    msg = _assert_one_line(_error(path, profile="quick"), path, key)
+    for w in words:
+        assert w in msg
+
+
 def test_set_without_equals(write_yaml: Callable[..., Path]) -> None:
     path = write_yaml("{}\n")
     msg = _assert_one_line(_error(path, overrides=["train.epochs"]), path, None)
     assert "key.path=value" in msg
+
+
+@pytest.mark.parametrize("item", ["=3", "train..epochs=3", ".epochs=3", "train.=3"])
+def test_set_with_an_empty_key_part(write_yaml: Callable[..., Path], item: str) -> None:
+    path = write_yaml("{}\n")
+    msg = _assert_one_line(_error(path, overrides=[item]), path, None)
+    assert "key.path=value with a name between the dots" in msg and repr(item) in msg
 
 
 def test_set_wins_over_each_run(write_yaml: Callable[..., Path]) -> None:
