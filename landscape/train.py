@@ -195,17 +195,14 @@ def _train(
     ckdir = cfg.checkpoint_dir
     final, last = ckdir / "final.pt", ckdir / "last.pt"
     fp = _train_fingerprint(cfg)
-    if overwrite:
-        for p in list(ckdir.glob("*.pt")) + [cfg.run_dir / "metrics.csv"]:
-            p.unlink(missing_ok=True)
-    for existing in (final, last):
+    for existing in (final, last) if not overwrite else ():
         if existing.exists():
             stored = load_checkpoint(existing).get("train_fingerprint")
             if stored is not None:
                 # Checkpoints from before train.init began from the model's own weights.
                 stored.get("train", {}).setdefault("init", "model")
                 check_same_settings(existing, _weights_settings(stored), fp, made="trained")
-    if final.exists():
+    if final.exists() and not overwrite:
         last.unlink(missing_ok=True)  # left by a kill between writing final.pt and removing it
         log(f"already trained: {final}")
         return final
@@ -233,6 +230,11 @@ def _train(
         model = model.to(memory_format=torch.channels_last)
     precision = training_precision(t, dev)
     opt = make_optimizer(model, t)
+    if overwrite:
+        # Only once the new settings' data and model have loaded: a mistake in them must not
+        # cost the trained run.
+        for p in list(ckdir.glob("*.pt")) + [cfg.run_dir / "metrics.csv"]:
+            p.unlink(missing_ok=True)
     start = 0
     # Kept from last.pt: an interruption after the last epoch leaves no epoch to recompute them.
     metrics: dict[str, float] = {}

@@ -315,6 +315,19 @@ def test_changed_config_needs_overwrite(
         train(train_config("b", train={"lr": 0.05}), progress=False)
 
 
+def test_overwrite_with_settings_that_fail_keeps_the_trained_run(
+    train_config: Callable[..., Config],
+) -> None:
+    """--overwrite deletes the old run only once the new settings' data and model have loaded:
+    a mistake in them (here a subset larger than the data) leaves the trained run as it was."""
+    final = train(train_config(), progress=False)
+    before = final.read_bytes(), (final.parent.parent / "metrics.csv").read_text()
+    with pytest.raises(LandscapeError, match="subset"):
+        train(train_config(data={"subset": 100_000}), progress=False, overwrite=True)
+    assert (final.read_bytes(), (final.parent.parent / "metrics.csv").read_text()) == before
+    assert len(list(final.parent.glob("epoch_*.pt"))) >= 2
+
+
 def test_resume_keeps_the_precision_auto_began_with(
     train_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
