@@ -201,10 +201,10 @@ def compute_hessian_map(
     ys = axis_coords((scfg.y[0], scfg.y[1], ny)) if scfg.y is not None else None
     expected = _fingerprint(cfg, opts, seed, samples, sha, dirs, xs, ys)
 
-    if path.exists() and overwrite:
-        path.unlink()
+    if overwrite:
+        storage.remove_for_overwrite(path)
     if path.exists():
-        stored = storage.read_attrs(path).get("hessian_fingerprint")
+        stored = storage.read_attrs_to_resume(path).get("hessian_fingerprint")
         check_same_settings(path, _comparable(stored), _comparable(expected))
     else:
         metrics = [f"{split}_loss", f"{split}_acc", *CURVATURE_METRICS, *LANCZOS_METRICS]

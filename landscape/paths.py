@@ -126,10 +126,10 @@ def compute_trajectory(
     model, final_ckpt = load_trained(cfg, final_path, dev)
     expected = _fingerprint(cfg, opts, ckpts)
 
-    if path.exists() and overwrite:
-        path.unlink()
+    if overwrite:
+        storage.remove_for_overwrite(path)
     if path.exists():
-        have = storage.read_attrs(path).get("trajectory_fingerprint")
+        have = storage.read_attrs_to_resume(path).get("trajectory_fingerprint")
         check_same_settings(path, yaml.safe_load(have or "{}"), yaml.safe_load(expected))
         extra = storage.read_extra(path)
         if "explained_variance" not in extra:  # killed between creating the file and the path

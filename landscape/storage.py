@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import LandscapeError, first_line
+from .errors import START_AFRESH, LandscapeError, first_line
 
 SCHEMA = "landscape-surface"
 SCHEMA_VERSION = 1
@@ -204,6 +204,42 @@ def unescape_name(name: str) -> str:
     return re.sub(r"%(25|2F)", lambda m: "%" if m.group(1) == "25" else "/", name)
 
 
+class UnreadableFile(LandscapeError):
+    """A file that is not HDF5, or that HDF5 cannot read (cut short, damaged)."""
+
+
+def read_attrs_to_resume(path: str | Path) -> dict[str, Any]:
+    """read_attrs of a file that a run is about to add points to; one it cannot read says how
+    to start afresh."""
+    try:
+        return read_attrs(path)
+    except UnreadableFile as e:
+        raise LandscapeError(f"{e}; {START_AFRESH}") from None
+
+
+def _being_written(path: str | Path) -> LandscapeError:
+    return LandscapeError(
+        f"{path} is being written by another process: wait for it to finish, "
+        "or choose another output path"
+    )
+
+
+def remove_for_overwrite(path: str | Path) -> None:
+    """Delete a result file for --overwrite, unless another process is writing it (it holds
+    HDF5's lock): its run would go on writing points into a deleted file and report success."""
+    import h5py
+
+    if not Path(path).exists():
+        return
+    try:
+        h5py.File(str(path), "r+").close()
+    except BlockingIOError:
+        raise _being_written(path) from None
+    except OSError:
+        pass  # damaged, or not HDF5: no run writes it
+    Path(path).unlink(missing_ok=True)
+
+
 class SurfaceWriter:
     """Keeps a surface file open between flushes of newly computed points."""
 
@@ -215,10 +251,7 @@ class SurfaceWriter:
             self._f = h5py.File(self.path, "r+")
         except BlockingIOError:
             # HDF5's lock: another process writes this file, and two writers would lose points.
-            raise LandscapeError(
-                f"{path} is being written by another process: wait for it to finish, "
-                "or choose another output path"
-            ) from None
+            raise _being_written(path) from None
 
     def write(self, values: Mapping[str, np.ndarray], index: tuple[np.ndarray, ...]) -> None:
         """Store metric values at fancy `index`, then mark them done, then flush to disk."""
@@ -534,7 +567,7 @@ def _open(path: str | Path) -> Iterator[Any]:
             # Files are created whole (written under another name, then renamed), so one without
             # the signature is not HDF5 and never will be; any other failure may be a writer's.
             if not h5py.is_hdf5(str(path)):
-                raise LandscapeError(
+                raise UnreadableFile(
                     f"{path}: cannot open as HDF5 ({first_line(e)}); it is not an HDF5 file"
                 ) from None
             raise e from None
@@ -570,7 +603,7 @@ def _read(path: str | Path, read: Callable[[Any], _T]) -> _T:
                         "; the file is shorter than its header says: it was cut off while being "
                         "written (a crash, or a copy still in progress)"
                     )
-                raise LandscapeError(f"{path}: cannot read the file ({why})") from None
+                raise UnreadableFile(f"{path}: cannot read the file ({why})") from None
         time.sleep(0.02)
 
 

@@ -367,8 +367,8 @@ def _empty_surface(job: SurfaceJob) -> storage.SurfaceData:
 
 def _prepare_file(job: SurfaceJob, path: Path, overwrite: bool) -> None:
     """Start a fresh file, or check that an existing one is this job's to resume."""
-    if path.exists() and overwrite:
-        path.unlink()
+    if overwrite:
+        storage.remove_for_overwrite(path)
     if path.exists():
         check_resumable(path, job.attrs)
     else:
@@ -621,7 +621,7 @@ def _peers_lost() -> Iterator[None]:
 
 def check_resumable(path: Path, expected: Mapping[str, Any]) -> None:
     """Refuse to resume into a file made with another config, checkpoint or seed."""
-    have = storage.read_attrs(path)
+    have = storage.read_attrs_to_resume(path)
     if "state_sha256" not in have and have.get("checkpoint") == "":
         # The API's files before state_sha256 held its state digest as checkpoint_sha256.
         have["state_sha256"] = have.pop("checkpoint_sha256", None)

@@ -584,3 +584,37 @@ def test_a_failed_open_of_an_hdf5_file_is_tried_again(
     monkeypatch.setattr(h5py, "File", flaky)
     assert storage.read_surface(path).done.shape == (3, 5)
     assert failures["left"] == 0
+
+
+HOLD_OPEN = textwrap.dedent(
+    """
+    import sys, time, h5py
+    f = h5py.File(sys.argv[1], "r+")  # a run writing the file holds HDF5's lock
+    print("open", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_overwrite_leaves_a_file_that_another_process_writes(tmp_path: Path) -> None:
+    """--overwrite must not delete a file under a running writer (its points would go into the
+    deleted file); a file nobody writes, damaged or not, is deleted."""
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_OPEN)
+    writer = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == b"open"
+        with pytest.raises(LandscapeError, match="being written by another process"):
+            storage.remove_for_overwrite(path)
+        assert path.exists()
+    finally:
+        writer.kill()
+        writer.wait()
+    storage.remove_for_overwrite(path)
+    assert not path.exists()
+    path.write_bytes(b"not an hdf5 file")
+    storage.remove_for_overwrite(path)
+    assert not path.exists()
+    storage.remove_for_overwrite(path)  # nothing there: nothing to do

@@ -248,6 +248,20 @@ def test_a_streamed_split_records_the_digest_of_its_examples(
     assert storage.read_surface(path).complete
 
 
+def test_a_damaged_file_to_resume_says_how_to_start_afresh(
+    make_config: Callable[..., Any],
+) -> None:
+    cfg = make_config(surface=GRID)
+    path = compute_surface(cfg)
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"not an hdf5 file"):
+        path.write_bytes(damaged)
+        with pytest.raises(LandscapeError, match=f"{path.name}.*--overwrite") as info:
+            compute_surface(cfg)
+        assert "\n" not in str(info.value)
+    assert storage.read_surface(compute_surface(cfg, overwrite=True)).complete
+
+
 def test_an_interrupted_run_keeps_the_points_it_finished(make_config: Callable[..., Any]) -> None:
     class Interrupt:
         """A progress bar whose fourth update is a Ctrl-C."""
