@@ -634,7 +634,11 @@ def stats(
 
     options = StatsOptions() if fit_radius is None else StatsOptions(fit_radius=fit_radius)
     if len(files) == 1:
+        if titles is not None and len(titles) != 1:
+            raise LandscapeError(f"got {len(titles)} titles for 1 file; give one each")
         result = file_stats(files[0], metric=metric, options=options)
+        if titles:
+            result["title"] = titles[0]
         click.echo(
             json.dumps(stats_to_jsonable(result), indent=2) if as_json else format_stats(result)
         )
@@ -664,7 +668,12 @@ def report(
     """
     from .report import write_report
 
+    from .export import check_not_an_input
+
     target = Path(out_path) if out_path else Path(files[0]).parent / "report.html"
+    check_not_an_input(target, files)
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise LandscapeError(f"--out {target}: a report is an HTML page; name it *.html")
     click.echo(str(write_report(list(files), target, titles=titles, metric=metric)))
 
 

@@ -582,6 +582,11 @@ def test_titles_with_commas_and_outputs_that_would_destroy_an_input(
     _assert_clean_error(_invoke("export", a, "--format", "csv", "--out", a), "is an input file")
     _assert_clean_error(_invoke("report", a, b, "--out", b), "is an input file")
     assert a.read_bytes() == before
+    out = tmp_path / "r.txt"
+    _assert_clean_error(_invoke("report", a, b, "--out", out), "HTML page; name it *.html")
+    assert not out.exists()
+    _assert_clean_error(_invoke("stats", a, "--titles", "x,y"), "2 titles for 1 file")
+    assert _invoke("stats", a, "--titles", "smooth").stdout.startswith("smooth (")
 
 
 @pytest.mark.parametrize(
