@@ -666,9 +666,8 @@ def report(
 
     Example: landscape report outputs/quickstart/*/surface.h5 --out outputs/quickstart/report.html
     """
-    from .report import write_report
-
     from .export import check_not_an_input
+    from .report import write_report
 
     target = Path(out_path) if out_path else Path(files[0]).parent / "report.html"
     check_not_an_input(target, files)
