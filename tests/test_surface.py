@@ -199,6 +199,13 @@ def test_each_run_that_computes_points_adds_to_the_history(
     assert [r["points"] for r in runs] == [15, 1]
 
 
+def _undo_a_point_of_other_data(path: Path) -> None:
+    """Point (0, 1) left to compute, and the file's digest made that of other examples."""
+    with h5py.File(path, "r+") as f:
+        f["done"][0, 1] = False
+        f.attrs["data_sha256"] = json.dumps({"train": "0" * 64})
+
+
 def test_a_resume_on_other_examples_is_refused(make_config: Callable[..., Any]) -> None:
     """The file records a digest of the examples its points were measured on; a resume whose
     data differ (changed files, another subset drawn from the seed) stops instead of mixing."""
@@ -212,9 +219,7 @@ def test_a_resume_on_other_examples_is_refused(make_config: Callable[..., Any]) 
         f["done"][...] = done
     compute_surface(cfg)  # the same examples: resumes
     assert storage.read_surface(path).complete
-    with h5py.File(path, "r+") as f:
-        f["done"][0, 1] = False
-        f.attrs["data_sha256"] = json.dumps({"train": "0" * 64})
+    _undo_a_point_of_other_data(path)
     with pytest.raises(LandscapeError, match="other train examples than this run.*--overwrite"):
         compute_surface(cfg)
     assert not storage.read_surface(path).done[0, 1]
@@ -236,9 +241,7 @@ def test_a_streamed_split_records_the_digest_of_its_examples(
     path = compute_surface(cfg)
     digests = [json.loads(storage.read_attrs(p)["data_sha256"]) for p in (memory, path)]
     assert digests[0] == digests[1] and len(digests[0]["train"]) == 64
-    with h5py.File(path, "r+") as f:
-        f["done"][0, 1] = False
-        f.attrs["data_sha256"] = json.dumps({"train": "0" * 64})
+    _undo_a_point_of_other_data(path)
     with pytest.raises(LandscapeError, match="other train examples than this run"):
         compute_surface(cfg)
     assert not storage.read_surface(path).done[0, 1]
