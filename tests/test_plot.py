@@ -243,6 +243,19 @@ def test_log_contour_labels_name_their_line_s_loss(bowl: SurfaceData) -> None:
     assert fig.axes[0].get_title().endswith("train loss (log scale)")
 
 
+@pytest.mark.parametrize("kind", ["heatmap", "surface3d"])
+def test_log_tick_labels_stay_apart_over_a_narrow_range(kind: str, bowl: SurfaceData) -> None:
+    """A log scale over a fraction of a percent (losses 1.58 to 1.585) ticks at evenly spaced
+    values; at 3 significant digits every label read '1.58', so labels get the digits they need."""
+    narrow = surface(1.58 + 0.005 * bowl.metrics["train_loss"] / 1.5, "narrow")
+    fig = plot.plot_surface(narrow, kind, log=True)
+    fig.draw_without_rendering()
+    axes = [fig.axes[-1].yaxis] + ([main_axes(fig)[0].zaxis] if kind == "surface3d" else [])
+    for axis in axes:
+        shown = [t.label1.get_text() for t in axis.get_major_ticks() if t.label1.get_text()]
+        assert len(shown) >= 3 and len(set(shown)) == len(shown), shown
+
+
 def test_log_ticks_stay_few_and_round_over_any_range() -> None:
     ticks = plot.figures._log_ticks
     assert np.allclose(ticks(-1.3, 1.27), np.log10([0.1, 0.2, 0.5, 1, 2, 5, 10]))

@@ -533,9 +533,16 @@ def _log_ticks(lo: float, hi: float) -> np.ndarray:
 
 
 def _log_axis(axis: Any, lo: float, hi: float) -> None:
-    """Ticks of a log10 axis at round values of the metric, labelled in the metric's units."""
-    axis.set_major_locator(FixedLocator(list(_log_ticks(lo, hi))))
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _value_text(v, True)))
+    """Ticks of a log10 axis at round values of the metric, labelled in the metric's units with
+    3 significant digits, or as many as keep the labels apart (a range of a fraction of a
+    percent: 1.5802, 1.5811, ...)."""
+    ticks = _log_ticks(lo, hi)
+    digits = next(
+        (d for d in range(3, 10) if len({_value_text(v, True, d) for v in ticks}) == len(ticks)),
+        9,
+    )
+    axis.set_major_locator(FixedLocator(list(ticks)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _value_text(v, True, digits)))
     axis.set_minor_locator(NullLocator())
 
 
