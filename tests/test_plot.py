@@ -185,6 +185,19 @@ def test_a_file_still_being_computed_says_so_and_greys_its_holes(
     assert ax.get_facecolor() != grey
 
 
+def test_a_1d_file_still_being_computed_says_so(line: SurfaceData, repeats: SurfaceData) -> None:
+    """A 1D curve of an unfinished file ends where its computed points do, which reads as a
+    finished shorter line: its panel counts the missing points too, as a 2D panel does."""
+    for surf in (line, repeats):
+        for name in surf.metrics:
+            surf.metrics[name][..., 8:] = np.nan
+        surf.done[..., 8:] = False
+        fig = plot.plot_surface(surf, "line")
+        missing, total = int(np.sum(~surf.done)), surf.done.size
+        notes = [t.get_text() for t in fig.axes[0].texts]
+        assert notes == [f"{missing} of {total} points not computed yet"], notes
+
+
 def test_contour_default_levels_are_robust_and_labelled(broken: SurfaceData) -> None:
     fig = plot.plot_surface(broken, "contour")
     ax = main_axes(fig)[0]

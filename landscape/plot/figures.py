@@ -180,6 +180,7 @@ def plot_repeats(
         med = np.nanmedian(vals, axis=0)
     ax.plot(surf.x, med, color="black", lw=2.0, label=f"median of {k} draws")
     _limit_y(ax, vals, name, log, vmin, vmax)
+    _mark_unfinished(ax, "line", surf)
     ax.set_xlabel(surf.axis_label(0))
     ax.set_ylabel(metric_label(name))
     ax.legend(loc="best")
@@ -921,6 +922,7 @@ def _plot_line(
         fig.legend(handles + h2, labels + l2, loc="outside lower center", ncol=min(4, len(names)))
     else:
         ax.legend(handles, labels, loc="best")
+    _mark_unfinished(ax, "line", surf)
     ax.set_xlabel(surf.axis_label(0))
     ax.grid(alpha=0.3)
     ax.set_title(title if title is not None else surf.title)
