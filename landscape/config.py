@@ -490,8 +490,8 @@ class Config:
         # would then train nothing.
         if self.checkpoint is not None and not self.checkpoint.strip():
             raise ConfigError(
-                "must be a checkpoint file or run:NAME, got ''; leave it out to use the run's "
-                "own final.pt",
+                f"must be a checkpoint file or run:NAME, got {self.checkpoint!r}; leave it out "
+                "to use the run's own final.pt",
                 key="checkpoint",
             )
         self.data.validate("data")

@@ -201,6 +201,9 @@ def compute_hessian_map(
     ys = axis_coords((scfg.y[0], scfg.y[1], ny)) if scfg.y is not None else None
     expected = _fingerprint(cfg, opts, seed, samples, sha, dirs, xs, ys)
 
+    # Before the old file goes: a mistake in the data (a train subset larger than the data set)
+    # must not cost the map --overwrite would delete.
+    bn_data = bn_tensors(cfg, dev)
     if overwrite:
         storage.remove_for_overwrite(path)
     if path.exists():
@@ -234,7 +237,6 @@ def compute_hessian_map(
         }
         storage.create_surface_file(path, xs, ys, metrics, [dirs], attrs)
 
-    bn_data = bn_tensors(cfg, dev)
     if "center_trace" not in storage.read_attrs(path):
         log(
             f"Hessian at the trained weights ({len(data)} examples, at most {opts.iters} Lanczos "

@@ -126,7 +126,13 @@ def compute_trajectory(
     model, final_ckpt = load_trained(cfg, final_path, dev)
     expected = _fingerprint(cfg, opts, ckpts)
 
+    data = functools.cache(lambda: eval_sets(cfg, dev))
+    bn_data = functools.cache(lambda: bn_tensors(cfg, dev))
+
     if overwrite:
+        # The data before the old file goes: a mistake in them (a subset larger than the data
+        # set) must not cost the file --overwrite would delete.
+        data(), bn_data()
         storage.remove_for_overwrite(path)
     if path.exists():
         have = storage.read_attrs_to_resume(path).get("trajectory_fingerprint")
@@ -146,8 +152,6 @@ def compute_trajectory(
     dirs = [{k: torch.as_tensor(v) for k, v in d.items()} for d in storage.read_directions(path)]
     targets = target_tensors(model, "weights")
     scfg = cfg.surface
-    data = functools.cache(lambda: eval_sets(cfg, dev))
-    bn_data = functools.cache(lambda: bn_tensors(cfg, dev))
 
     if "path_loss_actual" not in extra:
         log(f"loss along the path ({len(ckpts)} checkpoints, projected and actual)")

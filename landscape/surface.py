@@ -14,7 +14,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +183,10 @@ def run_job(
         done: np.ndarray | None = target.done
     else:
         target = Path(path)
+        if overwrite:
+            # The data before the old file goes: a mistake in them (a subset larger than the
+            # data set) must not cost the points --overwrite would delete.
+            job = _with_data_loaded(job)
         refusal = None
         if dist_info.rank == 0:
             try:
@@ -215,6 +219,13 @@ def run_job(
             if dist_info.rank == 0:
                 _record_run(job, target, started, done_before, dist_info.world)
     return target
+
+
+def _with_data_loaded(job: SurfaceJob) -> SurfaceJob:
+    """The job with its data and BN data loaded, where they are given as functions."""
+    data = job.data() if callable(job.data) else job.data
+    bn_data = job.bn_data() if callable(job.bn_data) else job.bn_data
+    return replace(job, data=data, bn_data=bn_data)
 
 
 def data_digests(data: Mapping[str, EvalData]) -> dict[str, str]:

@@ -287,6 +287,7 @@ BAD = {
     # names and checkpoints
     "empty_name": ('name: ""\n', "name", ["must not be empty", "OUT/NAME"]),
     "empty_checkpoint": ('checkpoint: ""\n', "checkpoint", ["got ''", "leave it out"]),
+    "blank_checkpoint": ('checkpoint: "  "\n', "checkpoint", ["got '  '", "leave it out"]),
     "run_empty_name": ('runs: [{name: ""}]\n', "runs[0].name", ["OUT/NAME/RUN", "got ''"]),
     "run_null_name": ("runs: [{name: null}]\n", "runs[0].name", ["got None"]),
     "run_checkpoint_of_no_run": (

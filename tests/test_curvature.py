@@ -219,3 +219,16 @@ def test_the_centre_numbers_are_the_maps_origin_with_recomputed_bn(
     for name in ("lambda_max", "lambda_min"):
         # The same weights and BatchNorm statistics: the same Hessian at (0, 0).
         assert center[name] == pytest.approx(surf.metrics[name][1, 1], rel=1e-5, abs=1e-8), name
+
+
+def test_overwrite_with_data_that_fail_keeps_the_map(make_config: Any) -> None:
+    """--overwrite deletes the old map only once the data have loaded: a mistake in them (here
+    a train subset larger than the data, read for bn: recompute) leaves the map as it was."""
+    over = {"surface": {"x": [-1, 1, 2], "y": [-1, 1, 2], "splits": ["test"], "bn": "recompute"}}
+    opts = HessianOptions(grid=2, iters=3, probes=2)
+    path = compute_hessian_map(make_config(**over), options=opts)
+    before = path.read_bytes()
+    bad = make_config(**over, data={"subset": 100_000})
+    with pytest.raises(LandscapeError, match="subset"):
+        compute_hessian_map(bad, options=opts, overwrite=True)
+    assert path.read_bytes() == before

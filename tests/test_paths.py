@@ -227,3 +227,16 @@ def test_repeats_plot_one_curve_per_draw(make_config: Callable[..., Any]) -> Non
     # Different seeds give different curves.
     curves = surf.metrics["train_loss"]
     assert not np.allclose(curves[0], curves[1])
+
+
+def test_overwrite_with_data_that_fail_keeps_the_trajectory(tmp_path: Path) -> None:
+    """--overwrite deletes the old file only once the data have loaded: a mistake in them (here
+    a subset larger than the data) leaves the finished trajectory as it was."""
+    cfg = config_from_dict(_raw(tmp_path))
+    _plant(cfg)
+    path = compute_trajectory(cfg, options=TrajectoryOptions(grid=2))
+    before = path.read_bytes()
+    bad = config_from_dict(deep_merge(_raw(tmp_path), {"data": {"subset": 100_000}}))
+    with pytest.raises(LandscapeError, match="subset"):
+        compute_trajectory(bad, options=TrajectoryOptions(grid=2), overwrite=True)
+    assert path.read_bytes() == before

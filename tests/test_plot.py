@@ -185,6 +185,19 @@ def test_a_file_still_being_computed_says_so_and_greys_its_holes(
     assert ax.get_facecolor() != grey
 
 
+def test_a_1d_file_still_being_computed_says_so(line: SurfaceData, repeats: SurfaceData) -> None:
+    """A 1D curve of an unfinished file ends where its computed points do, which reads as a
+    finished shorter line: its panel counts the missing points too, as a 2D panel does."""
+    for surf in (line, repeats):
+        for name in surf.metrics:
+            surf.metrics[name][..., 8:] = np.nan
+        surf.done[..., 8:] = False
+        fig = plot.plot_surface(surf, "line")
+        missing, total = int(np.sum(~surf.done)), surf.done.size
+        notes = [t.get_text() for t in fig.axes[0].texts]
+        assert notes == [f"{missing} of {total} points not computed yet"], notes
+
+
 def test_contour_default_levels_are_robust_and_labelled(broken: SurfaceData) -> None:
     fig = plot.plot_surface(broken, "contour")
     ax = main_axes(fig)[0]
@@ -241,6 +254,19 @@ def test_log_contour_labels_name_their_line_s_loss(bowl: SurfaceData) -> None:
         # 2 significant digits are enough to tell levels a tenth of a decade apart.
         assert np.min(np.abs(float(text) / 10**inner - 1)) < 0.05, text
     assert fig.axes[0].get_title().endswith("train loss (log scale)")
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "surface3d"])
+def test_log_tick_labels_stay_apart_over_a_narrow_range(kind: str, bowl: SurfaceData) -> None:
+    """A log scale over a fraction of a percent (losses 1.58 to 1.585) ticks at evenly spaced
+    values; at 3 significant digits every label read '1.58', so labels get the digits they need."""
+    narrow = surface(1.58 + 0.005 * bowl.metrics["train_loss"] / 1.5, "narrow")
+    fig = plot.plot_surface(narrow, kind, log=True)
+    fig.draw_without_rendering()
+    axes = [fig.axes[-1].yaxis] + ([main_axes(fig)[0].zaxis] if kind == "surface3d" else [])
+    for axis in axes:
+        shown = [t.label1.get_text() for t in axis.get_major_ticks() if t.label1.get_text()]
+        assert len(shown) >= 3 and len(set(shown)) == len(shown), shown
 
 
 def test_log_ticks_stay_few_and_round_over_any_range() -> None:

@@ -703,3 +703,13 @@ def test_a_lost_rank_is_one_line_saying_the_points_are_saved() -> None:
         "another rank stopped (Read error [127.0.0.1]:60590: Connection reset by peer); "
     )
     assert "run the same command again to resume" in message and "\n" not in message
+
+
+def test_overwrite_with_data_that_fail_keeps_the_surface(make_config: Callable[..., Any]) -> None:
+    """--overwrite deletes the old file only once the new settings' data have loaded: a mistake
+    in them (here a subset larger than the data) leaves the finished surface as it was."""
+    path = compute_surface(make_config(surface=GRID))
+    before = path.read_bytes()
+    with pytest.raises(LandscapeError, match="subset"):
+        compute_surface(make_config(surface=GRID, data={"subset": 100_000}), overwrite=True)
+    assert path.read_bytes() == before

@@ -180,6 +180,7 @@ def plot_repeats(
         med = np.nanmedian(vals, axis=0)
     ax.plot(surf.x, med, color="black", lw=2.0, label=f"median of {k} draws")
     _limit_y(ax, vals, name, log, vmin, vmax)
+    _mark_unfinished(ax, "line", surf)
     ax.set_xlabel(surf.axis_label(0))
     ax.set_ylabel(metric_label(name))
     ax.legend(loc="best")
@@ -533,9 +534,16 @@ def _log_ticks(lo: float, hi: float) -> np.ndarray:
 
 
 def _log_axis(axis: Any, lo: float, hi: float) -> None:
-    """Ticks of a log10 axis at round values of the metric, labelled in the metric's units."""
-    axis.set_major_locator(FixedLocator(list(_log_ticks(lo, hi))))
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _value_text(v, True)))
+    """Ticks of a log10 axis at round values of the metric, labelled in the metric's units with
+    3 significant digits, or as many as keep the labels apart (a range of a fraction of a
+    percent: 1.5802, 1.5811, ...)."""
+    ticks = _log_ticks(lo, hi)
+    digits = next(
+        (d for d in range(3, 10) if len({_value_text(v, True, d) for v in ticks}) == len(ticks)),
+        9,
+    )
+    axis.set_major_locator(FixedLocator(list(ticks)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _value_text(v, True, digits)))
     axis.set_minor_locator(NullLocator())
 
 
@@ -914,6 +922,7 @@ def _plot_line(
         fig.legend(handles + h2, labels + l2, loc="outside lower center", ncol=min(4, len(names)))
     else:
         ax.legend(handles, labels, loc="best")
+    _mark_unfinished(ax, "line", surf)
     ax.set_xlabel(surf.axis_label(0))
     ax.grid(alpha=0.3)
     ax.set_title(title if title is not None else surf.title)
