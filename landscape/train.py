@@ -195,13 +195,15 @@ def _train(
     ckdir = cfg.checkpoint_dir
     final, last = ckdir / "final.pt", ckdir / "last.pt"
     fp = _train_fingerprint(cfg)
-    for existing in (final, last) if not overwrite else ():
-        if existing.exists():
-            stored = load_checkpoint(existing).get("train_fingerprint")
-            if stored is not None:
-                # Checkpoints from before train.init began from the model's own weights.
-                stored.get("train", {}).setdefault("init", "model")
-                check_same_settings(existing, _weights_settings(stored), fp, made="trained")
+    # --overwrite replaces the run, so what it holds need not agree with the new settings.
+    if not overwrite:
+        for existing in (final, last):
+            if existing.exists():
+                stored = load_checkpoint(existing).get("train_fingerprint")
+                if stored is not None:
+                    # Checkpoints from before train.init began from the model's own weights.
+                    stored.get("train", {}).setdefault("init", "model")
+                    check_same_settings(existing, _weights_settings(stored), fp, made="trained")
     if final.exists() and not overwrite:
         last.unlink(missing_ok=True)  # left by a kill between writing final.pt and removing it
         log(f"already trained: {final}")

@@ -410,9 +410,9 @@ def save_figure(fig: Figure, path: str | Path, fmt: str | None = None, dpi: int 
     if suffix != fmt:
         path = path.with_name(f"{path.name}.{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A tight box keeps 3D axis labels that stick out of the axes' own box.
     if fmt != "png":
         dpi = max(dpi, _VECTOR_RASTER_DPI)
+    # A tight box keeps 3D axis labels that stick out of the axes' own box.
     with matplotlib.rc_context(_SAVE_STYLE):
         fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     # Our figures are not registered with pyplot and are freed when dropped; one made through
@@ -478,6 +478,9 @@ def plot_file(
 # --------------------------------------------------------------------------- helpers
 
 
+_LOG_SUFFIX = " (log scale)"
+
+
 def metric_label(metric: str, log: bool = False) -> str:
     """'train_loss' -> 'train loss', 'test_acc' -> 'test acc (%)', with log: 'train loss (log
     scale)'."""
@@ -485,9 +488,6 @@ def metric_label(metric: str, log: bool = False) -> str:
     if metric.endswith("_acc"):
         label += " (%)"
     return label + _LOG_SUFFIX if log else label
-
-
-_LOG_SUFFIX = " (log scale)"
 
 
 def _value_text(v: float, log: bool, digits: int = 3) -> str:
