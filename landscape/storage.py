@@ -554,6 +554,8 @@ def _open(path: str | Path) -> Iterator[Any]:
 
     if not Path(path).exists():
         raise LandscapeError(f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise LandscapeError(f"{path}: not readable by this user (permission denied)")
     try:
         # Without HDF5's file lock: a run that is writing the file holds it, and readers (plots,
         # progress checks, the resume check) must still get in.

@@ -243,23 +243,20 @@ def data_digests(data: Mapping[str, EvalData]) -> dict[str, str]:
 
 def _examples_sha256(batches: Iterable[tuple[Tensor, Tensor]], n: int) -> str | None:
     """The sha256 of the inputs and labels that the batches, joined, make (None if there are no
-    batches): inputs hashed as they come, the labels (small) kept until the inputs are done."""
-    h = hashlib.sha256()
-    labels: list[Tensor] = []
-
-    def add(t: Tensor, rows: int | None = None) -> None:
-        t = t.detach().cpu().contiguous()
-        if rows is not None:
-            h.update(f"{t.dtype} {(rows, *t.shape[1:])};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
-
-    for i, (x, y) in enumerate(batches):
-        add(x, n if i == 0 else None)
-        labels.append(y.detach().cpu())
-    if not labels:
+    batches): the digests of the inputs and of the labels, each after its dtype and shape, hashed
+    together, so that neither is held whole."""
+    parts = [hashlib.sha256(), hashlib.sha256()]
+    seen = False
+    for x, y in batches:
+        for h, t in zip(parts, (x, y), strict=True):
+            t = t.detach().cpu().contiguous()
+            if not seen:
+                h.update(f"{t.dtype} {(n, *t.shape[1:])};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        seen = True
+    if not seen:
         return None
-    add(torch.cat(labels), n)
-    return h.hexdigest()
+    return hashlib.sha256(b"".join(h.digest() for h in parts)).hexdigest()
 
 
 def _recorded_digests(target: storage.SurfaceData | Path) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -618,3 +619,17 @@ def test_overwrite_leaves_a_file_that_another_process_writes(tmp_path: Path) -> 
     storage.remove_for_overwrite(path)
     assert not path.exists()
     storage.remove_for_overwrite(path)  # nothing there: nothing to do
+
+
+def test_an_unreadable_file_is_one_line_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permission denied is said at once, not after the retries meant for a growing file (the
+    check is faked: CI runs as root, who may read anything)."""
+    path = tmp_path / "surface.h5"
+    _ours(path)
+    monkeypatch.setattr(storage.os, "access", lambda p, mode: False)
+    start = time.monotonic()
+    with pytest.raises(LandscapeError, match="surface.h5: not readable.*permission denied"):
+        storage.read_surface(path)
+    assert time.monotonic() - start < 1.0
