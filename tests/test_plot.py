@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -356,6 +357,10 @@ def test_compare_1d_and_errors(line: SurfaceData, bowl: SurfaceData) -> None:
     fig = plot.plot_compare([line, line], titles=["sgd", "adam"])
     (ax,) = fig.axes
     assert [ln.get_label() for ln in ax.get_lines()] == ["sgd", "adam"]
+    partial = dataclasses.replace(line, done=np.arange(len(line.x)) < 4)  # 4 of 11 so far
+    (ax,) = plot.plot_compare([line, partial], titles=["sgd", "adam"]).axes
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert labels == ["sgd", f"adam ({len(line.x) - 4} of {len(line.x)} points not computed yet)"]
     with pytest.raises(LandscapeError, match="cannot compare 1D with 2D"):
         plot.plot_compare([line, bowl])
     with pytest.raises(LandscapeError, match="2 titles for 1 surfaces"):

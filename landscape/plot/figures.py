@@ -234,6 +234,9 @@ def plot_compare(
             v = np.asarray(s.metrics[name], dtype=np.float64)
             v = np.where(np.isfinite(v), v, np.nan)
             curves.append(v)
+            missing = int(np.size(s.done) - np.count_nonzero(s.done))
+            if missing:  # a file still being computed
+                t = f"{t} ({missing} of {np.size(s.done)} points not computed yet)"
             ax.plot(s.x, v, lw=1.5, label=t)
         _limit_y(ax, np.concatenate(curves), name, log, vmin, vmax)
         ax.set_xlabel(ones[0].axis_label(0))
