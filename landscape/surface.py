@@ -178,6 +178,8 @@ def run_job(
     """
     dist_info = dist_info or Distributed.from_torch()
     target: storage.SurfaceData | Path
+    # What the finished points were computed on, to check this run's data against (rank 0).
+    recorded: dict[str, str] = {}
     if path is None:
         target = _empty_surface(job)
         done: np.ndarray | None = target.done
@@ -186,7 +188,8 @@ def run_job(
         if overwrite:
             # The data before the old file goes: a mistake in them (a subset larger than the
             # data set) must not cost the points --overwrite would delete.
-            job = _with_data_loaded(job)
+            data, bn_data = _loaded_data(job)
+            job = replace(job, data=data, bn_data=bn_data)
         refusal = None
         if dist_info.rank == 0:
             try:
@@ -198,7 +201,10 @@ def run_job(
         refusal = _from_rank0(refusal, dist_info)
         if refusal is not None:
             raise SharedError(refusal)
-        done = storage.read_surface(target).done if dist_info.rank == 0 else None
+        done = None
+        if dist_info.rank == 0:
+            finished = storage.read_surface(target)
+            done, recorded = finished.done, _recorded_digests(finished.attrs)
     pending = _broadcast_pending(done, dist_info)
     if pending:
         writer: Any = None
@@ -210,8 +216,6 @@ def run_job(
         started = timestamp()
         # Counted now: in memory, `done` is the array the run fills.
         done_before = int(np.sum(done)) if done is not None else 0
-        # What the finished points were computed on, to check this run's data against.
-        recorded = _recorded_digests(target) if dist_info.rank == 0 else {}
         try:
             _evaluate(job, pending, writer, progress, dist_info, target, recorded)
         finally:
@@ -221,11 +225,11 @@ def run_job(
     return target
 
 
-def _with_data_loaded(job: SurfaceJob) -> SurfaceJob:
-    """The job with its data and BN data loaded, where they are given as functions."""
+def _loaded_data(job: SurfaceJob) -> tuple[Mapping[str, EvalData], Tensor | None]:
+    """The job's data and BN data, loaded where they are given as functions."""
     data = job.data() if callable(job.data) else job.data
     bn_data = job.bn_data() if callable(job.bn_data) else job.bn_data
-    return replace(job, data=data, bn_data=bn_data)
+    return data, bn_data
 
 
 def data_digests(data: Mapping[str, EvalData]) -> dict[str, str]:
@@ -259,12 +263,10 @@ def _examples_sha256(batches: Iterable[tuple[Tensor, Tensor]], n: int) -> str | 
     return hashlib.sha256(b"".join(h.digest() for h in parts)).hexdigest()
 
 
-def _recorded_digests(target: storage.SurfaceData | Path) -> dict[str, str]:
-    """The data digests a surface file's finished points were computed on ({} if none: a new
-    file, or one from before they were recorded)."""
-    if isinstance(target, storage.SurfaceData):
-        return {}  # made by this run
-    text = storage.read_attrs(target).get("data_sha256")
+def _recorded_digests(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """The data digests a surface file's finished points were computed on, from its attributes
+    ({} if none: a new file, or one from before they were recorded)."""
+    text = attrs.get("data_sha256")
     try:
         recorded = json.loads(text) if isinstance(text, str) else {}
     except json.JSONDecodeError:
@@ -416,8 +418,8 @@ def _evaluate(
     recorded: the data digests the target's finished points were computed on (rank 0).
     """
     recorded = recorded or {}
-    data = dict(job.data() if callable(job.data) else job.data)
-    bn_data = job.bn_data() if callable(job.bn_data) else job.bn_data
+    loaded, bn_data = _loaded_data(job)
+    data = dict(loaded)
     digests = data_digests(data) if writer is not None else {}
     refusal = _other_data(target, recorded, digests) if writer is not None else None
     refusal = _from_rank0(refusal, dist_info)

@@ -204,10 +204,10 @@ def _train(
                     # Checkpoints from before train.init began from the model's own weights.
                     stored.get("train", {}).setdefault("init", "model")
                     check_same_settings(existing, _weights_settings(stored), fp, made="trained")
-    if final.exists() and not overwrite:
-        last.unlink(missing_ok=True)  # left by a kill between writing final.pt and removing it
-        log(f"already trained: {final}")
-        return final
+        if final.exists():
+            last.unlink(missing_ok=True)  # left by a kill between writing final.pt and removing it
+            log(f"already trained: {final}")
+            return final
 
     train_set, test_set, _ = load_datasets(cfg.data)
     from .data import dataset_to_tensors
