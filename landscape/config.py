@@ -527,8 +527,9 @@ class Config:
 
     def resolve_checkpoint(self, ref: str) -> Path:
         """A checkpoint path, or `run:NAME` for the final checkpoint of another run."""
-        if ref.startswith("run:"):
-            return Path(self.out) / self.name / ref[4:] / "checkpoints" / "final.pt"
+        run = run_reference(ref)
+        if run is not None:
+            return Path(self.out) / self.name / run / "checkpoints" / "final.pt"
         return Path(ref)
 
     @property
@@ -700,6 +701,11 @@ def _check_plot_kinds(run: Config) -> None:
     _check_metric(run.plot.metric, _metrics(run), "plot.metric")
 
 
+def run_reference(ref: str) -> str | None:
+    """The NAME of a `run:NAME` checkpoint reference; None for a checkpoint path."""
+    return ref.removeprefix("run:") if ref.startswith("run:") else None
+
+
 def _check_run_references(run: Config, runs: list[Config]) -> None:
     """Each `run:NAME` of a run's checkpoint or line/plane ends names a run of the config that
     trains, so that its final.pt will exist; else `train` would skip the run and the surface
@@ -708,9 +714,9 @@ def _check_run_references(run: Config, runs: list[Config]) -> None:
     refs = [("checkpoint", run.checkpoint or "")]
     refs += [("surface.directions.checkpoints", c) for c in run.surface.directions.checkpoints]
     for key, ref in refs:
-        if not ref.startswith("run:"):
+        name = run_reference(ref)
+        if name is None:
             continue
-        name = ref[4:]
         if not runs:
             raise ConfigError(
                 f"{ref!r} names a run of this config's runs:, and it lists none; give a "
