@@ -54,6 +54,8 @@ def write_report(
     if out.is_dir():
         raise LandscapeError(f"{out} is a folder; give the report a file name such as report.html")
     check_not_an_input(out, paths)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise LandscapeError(f"{out}: a report is an HTML page; name it *.html")
     runs, table = compare_stats(paths, titles, metric, radii, options=options)
     names = list(runs)
     surfs = [read_surface(p) for p in paths]
