@@ -306,20 +306,37 @@ def chance_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
     normalization gives each filter the weights' norm, so where a few small filters hold much
     of the weights' norm (a first convolution of 9 entries per filter, say) it is far larger.
     """
-    num = 0.0
-    norm_a = norm_b = 0.0
-    for name, va in a.items():
-        pa, pb = np.asarray(va, dtype=np.float64), np.asarray(b[name], dtype=np.float64)
-        rows = 1 if pa.ndim <= 1 else pa.shape[0]
-        fa = np.linalg.norm(pa.reshape(rows, -1), axis=1)
-        fb = np.linalg.norm(pb.reshape(rows, -1), axis=1)
-        entries = max(1, pa.size // rows)
-        num += float(np.sum((fa * fb) ** 2)) / entries
-        norm_a += float(np.sum(fa**2))
-        norm_b += float(np.sum(fb**2))
-    if norm_a == 0 or norm_b == 0:
-        return math.nan
-    return math.sqrt(num) / math.sqrt(norm_a * norm_b)
+    return chance_cosines([a, b])[0]
+
+
+def chance_cosines(directions: Sequence[Mapping[str, Any]]) -> list[float]:
+    """chance_cosine of every pair (i, j), i < j, in that order; each direction's per-filter
+    norms are taken once."""
+    norms = [_filter_norms(d) for d in directions]
+    out = []
+    for i, fa_all in enumerate(norms):
+        for fb_all in norms[i + 1 :]:
+            num = 0.0
+            norm_a = norm_b = 0.0
+            for name, (fa, entries) in fa_all.items():
+                fb = fb_all[name][0]
+                num += float(np.sum((fa * fb) ** 2)) / entries
+                norm_a += float(np.sum(fa**2))
+                norm_b += float(np.sum(fb**2))
+            zero = norm_a == 0 or norm_b == 0
+            out.append(math.nan if zero else math.sqrt(num) / math.sqrt(norm_a * norm_b))
+    return out
+
+
+def _filter_norms(d: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, int]]:
+    """Per parameter: the norms of its filters (rows along dim 0; a 0-d or 1-d tensor is one
+    filter), in float64, and each filter's number of entries."""
+    out = {}
+    for name, v in d.items():
+        p = np.asarray(v, dtype=np.float64)
+        rows = 1 if p.ndim <= 1 else p.shape[0]
+        out[name] = (np.linalg.norm(p.reshape(rows, -1), axis=1), max(1, p.size // rows))
+    return out
 
 
 def compare_table(

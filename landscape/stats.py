@@ -18,7 +18,7 @@ from .errors import LandscapeError
 from .export import pick_metric
 from .metrics import (
     Estimate,
-    chance_cosine,
+    chance_cosines,
     compare_table,
     direction_cosines,
     line_barrier,
@@ -277,7 +277,7 @@ def _cosine_summary(path: str | Path, surf: SurfaceData, notes: list[str]) -> di
     # Two independent random directions of these per-filter norms: 1/sqrt(parameters) only
     # without normalization; the largest over the pairs, as the cosine reported is.
     flat = [d for draw in draws for d in draw]
-    chance = [chance_cosine(flat[i], flat[j]) for i in range(n) for j in range(i + 1, n)]
+    chance = chance_cosines(flat)
     return {
         "count": n,
         "parameters": params,
