@@ -234,9 +234,9 @@ def plot_compare(
             v = np.asarray(s.metrics[name], dtype=np.float64)
             v = np.where(np.isfinite(v), v, np.nan)
             curves.append(v)
-            missing = int(np.size(s.done) - np.count_nonzero(s.done))
-            if missing:  # a file still being computed
-                t = f"{t} ({missing} of {np.size(s.done)} points not computed yet)"
+            unfinished = _unfinished(s)
+            if unfinished:  # a file still being computed
+                t = f"{t} ({unfinished})"
             ax.plot(s.x, v, lw=1.5, label=t)
         _limit_y(ax, np.concatenate(curves), name, log, vmin, vmax)
         ax.set_xlabel(ones[0].axis_label(0))
@@ -501,16 +501,26 @@ def _value_text(v: float, log: bool, digits: int = 3) -> str:
     return f"{float(f'{10.0**v:.{digits}g}'):g}"
 
 
+def _fewest_digits(values: Sequence[float], least: int, most: int) -> int:
+    """The fewest significant digits, from least to most, that keep the log-scale values'
+    texts apart (most where none does)."""
+    return next(
+        (
+            d
+            for d in range(least, most)
+            if len({_value_text(v, True, d) for v in values}) == len(values)
+        ),
+        most,
+    )
+
+
 def _level_texts(levels: np.ndarray, log: bool) -> dict[float, str]:
     """Each contour level's label. On a log scale the levels are evenly spaced in log10, so
     their values are not round: the fewest significant digits (2 to 4) that keep the labelled
     (inner) levels apart."""
-    for digits in (2, 3, 4):
-        texts = [_value_text(v, log, digits) for v in levels]
-        inner = texts[1:-1] if len(texts) > 2 else texts
-        if not log or len(set(inner)) == len(inner):
-            break
-    return dict(zip(levels.tolist(), texts, strict=True))
+    inner = levels[1:-1] if len(levels) > 2 else levels
+    digits = _fewest_digits(list(inner), 2, 4) if log else 3
+    return {float(v): _value_text(v, log, digits) for v in levels}
 
 
 def _log_ticks(lo: float, hi: float) -> np.ndarray:
@@ -536,15 +546,11 @@ def _log_ticks(lo: float, hi: float) -> np.ndarray:
     return ticks
 
 
-def _log_axis(axis: Any, lo: float, hi: float) -> None:
-    """Ticks of a log10 axis at round values of the metric, labelled in the metric's units with
-    3 significant digits, or as many as keep the labels apart (a range of a fraction of a
+def _log_axis(axis: Any, ticks: np.ndarray) -> None:
+    """A log10 axis ticked at `ticks` (_log_ticks), labelled in the metric's units with 3
+    significant digits, or as many as keep the labels apart (a range of a fraction of a
     percent: 1.5802, 1.5811, ...)."""
-    ticks = _log_ticks(lo, hi)
-    digits = next(
-        (d for d in range(3, 10) if len({_value_text(v, True, d) for v in ticks}) == len(ticks)),
-        9,
-    )
+    digits = _fewest_digits(list(ticks), 3, 9)
     axis.set_major_locator(FixedLocator(list(ticks)))
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: _value_text(v, True, digits)))
     axis.set_minor_locator(NullLocator())
@@ -659,7 +665,7 @@ def _draw_2d(
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.yaxis.set_major_locator(MaxNLocator(5))
         if log:
-            _log_axis(ax.zaxis, lo, hi)
+            _log_axis(ax.zaxis, _log_ticks(lo, hi))
     _mark_unfinished(ax, kind, surf)
     # A 3D axis label sits at matplotlib's default pad across the slanted tick labels.
     pad = {"labelpad": _LABELPAD_3D} if kind == "surface3d" else {}
@@ -676,16 +682,22 @@ def _draw_2d(
 UNFINISHED_COLOR = "0.82"
 
 
+def _unfinished(surf: SurfaceData) -> str:
+    """'N of M points not computed yet' for a file still being computed (or interrupted), else
+    ''."""
+    missing = int(np.size(surf.done) - np.count_nonzero(surf.done))
+    return f"{missing} of {np.size(surf.done)} points not computed yet" if missing else ""
+
+
 def _mark_unfinished(ax: Any, kind: str, surf: SurfaceData) -> None:
     """A panel of a file still being computed (or interrupted) says how many points it lacks;
     filled kinds show those points as grey holes instead of white ones, which read as data."""
-    missing = int(np.size(surf.done) - np.count_nonzero(surf.done))
-    if not missing:
+    text = _unfinished(surf)
+    if not text:
         return
     if kind in ("contourf", "heatmap"):
         ax.set_facecolor(UNFINISHED_COLOR)
-    filled = " (grey)" if kind in ("contourf", "heatmap") else ""
-    text = f"{missing} of {np.size(surf.done)} points not computed yet{filled}"
+        text += " (grey)"
     place = ax.text2D if kind == "surface3d" else ax.text
     place(
         0.5,
@@ -848,8 +860,9 @@ def _colorbar(
     # the bar's end, so 0.1..9.6 would read "0.0" and "10.5" there.
     lo, hi = bar.ax.get_ylim()  # the bar's own range, vertical as it stands beside the axes
     if log:
-        bar.set_ticks(list(_log_ticks(lo, hi)))
-        _log_axis(bar.ax.yaxis, lo, hi)
+        ticks = _log_ticks(lo, hi)
+        bar.set_ticks(list(ticks))
+        _log_axis(bar.ax.yaxis, ticks)
         return
     ticks = np.asarray(MaxNLocator(8).tick_values(lo, hi))
     tol = 1e-9 * (hi - lo)
